@@ -1,0 +1,28 @@
+"""The ``nano`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from .publish import publish_command
+from .up import host_command, up_command
+from .workflows import compile_command, validate_command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="nano",
+    help="nanoservice: event-streaming dataflow on NATS JetStream.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("up")(up_command)
+app.command("host")(host_command)
+app.command("publish")(publish_command)
+app.command("validate")(validate_command)
+app.command("compile")(compile_command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,93 @@
+"""``nano publish``: start an execution (or publish to a subject) and optionally wait."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import jsonschema
+import typer
+
+from ..client import Client
+from ..connect import connect, resolve_url
+from ..errors import NanoError
+from ..provision import load_tables
+from .common import NatsUrl, console, die, err_console, run
+
+__all__ = ["publish_command"]
+
+
+def publish_command(
+    target: Annotated[str, typer.Argument(help="Workflow name, or a subject (has a dot).")],
+    payload: Annotated[str, typer.Argument(help="JSON payload.")] = "{}",
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait for and print the result.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 30.0,
+    execution: Annotated[str | None, typer.Option(help="Execution id to use.")] = None,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Start an execution of a workflow with a JSON payload."""
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise die(f"payload is not valid JSON: {exc}") from None
+    code = run(_publish(resolve_url(nats_url), target, data, wait, timeout, execution))
+    raise typer.Exit(code)
+
+
+async def _publish(
+    url: str, target: str, data: Any, wait: bool, timeout: float, execution: str | None
+) -> int:
+    try:
+        nc = await connect(url, name="nano publish", reconnect=False)
+    except Exception as exc:
+        raise NanoError(
+            f"cannot reach NATS at {url}: {exc or type(exc).__name__} (is `nano up` running?)"
+        ) from None
+    try:
+        if "." in target:
+            ack = await nc.jetstream().publish(target, json.dumps(data).encode())
+            console.print(f"stored in {ack.stream} at seq {ack.seq}")
+            return 0
+        tables = await load_tables(nc.jetstream())
+        table = tables.get(target)
+        if table is None:
+            known = ", ".join(sorted(tables)) or "none"
+            raise NanoError(f"no workflow '{target}' on this server (workflows: {known})")
+        if table.input_schema is not None:
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(table.input_schema).iter_errors(data)
+            )
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "payload"
+                raise NanoError(
+                    f"payload does not match the input schema of '{target}' at "
+                    f"{where}: {error.message}"
+                )
+        client = Client(nc)
+        if not wait:
+            started = await client.start(target, data, execution=execution)
+            console.print(f"execution {started}")
+            return 0
+        try:
+            outcome = await client.run(target, data, timeout=timeout, execution=execution)
+        except TimeoutError:
+            err_console.print(
+                f"[yellow]no result within {timeout:g} s[/yellow] "
+                "(the execution may still finish; are workers running?)"
+            )
+            return 3
+        if outcome.ok:
+            print(json.dumps(outcome.output, indent=2))
+            return 0
+        err = outcome.error or {}
+        err_console.print(
+            f"[red]failed[/red] at step '{outcome.step}' after "
+            f"{err.get('attempts')} attempt(s): {err.get('type')}: "
+            f"{err.get('message')}",
+            soft_wrap=True,
+        )
+        return 1
+    finally:
+        await nc.close()

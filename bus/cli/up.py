@@ -1,0 +1,230 @@
+"""``nano up`` (local NATS + provisioning + workers) and ``nano host`` (one worker process)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from nats.aio.client import Client as NATS
+
+from ..connect import STATE_FILE, connect, resolve_url
+from ..errors import NanoError
+from ..host import Host, select_steps
+from ..localnats import LocalCluster, LocalServer, ServerOptions, free_port
+from ..nats_transport import NatsTransport
+from ..project import compile_files, find_workflow_files, project_registry
+from ..provision import load_tables, provision
+from ..registry import Registry
+from ..table import RoutingTable
+from .common import console, die, run, setup_logging
+
+__all__ = ["host_command", "up_command"]
+
+Files = Annotated[
+    list[Path] | None, typer.Argument(help="Workflow files or folders (default: ./workflows).")
+]
+NodesDir = Annotated[
+    list[Path] | None, typer.Option("--nodes", help="Local node folders (default: ./nodes).")
+]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
+
+
+def up_command(
+    files: Files = None,
+    nats_url: Annotated[
+        str | None,
+        typer.Option(
+            "--nats-url",
+            "-s",
+            envvar="NATS_URL",
+            help="Use this NATS server instead of starting one.",
+        ),
+    ] = None,
+    cluster: Annotated[
+        bool, typer.Option(help="Start a 3-node cluster instead of one server.")
+    ] = False,
+    port: Annotated[
+        int, typer.Option(help="Client port of the local server (0: any free; taken: any free).")
+    ] = 4222,
+    data_dir: Annotated[Path, typer.Option(help="Where the local server keeps its data.")] = Path(
+        ".nano"
+    ),
+    sync_interval: Annotated[
+        str | None,
+        typer.Option(
+            help="JetStream fsync interval of the local server: e.g. 1s, 100ms, always "
+            "(nats-server's default is 2m: acknowledged writes can be lost on power "
+            "loss)."
+        ),
+    ] = None,
+    nodes: NodesDir = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Start a local NATS (JetStream on), provision the workflows and run them."""
+    setup_logging(log_level)
+    try:
+        registry = project_registry(nodes or [Path("nodes")])
+        paths = find_workflow_files(files or [])
+    except NanoError as exc:
+        raise die(str(exc)) from None
+    tables = run(_compile(paths, registry))
+    server: LocalServer | LocalCluster | None = None
+    if not nats_url:
+        server = _start_local(data_dir, cluster=cluster, port=port, sync_interval=sync_interval)
+        nats_url = server.url
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(nats_url + "\n")
+    try:
+        run(_serve(nats_url, tables, registry, server))
+    finally:
+        if server is not None:
+            console.print("stopping NATS")
+            server.stop()
+            with contextlib.suppress(OSError):
+                STATE_FILE.unlink()
+    console.print("[green]stopped[/green]")
+
+
+async def _compile(paths: list[Path], registry: Registry) -> list[RoutingTable]:
+    return compile_files(paths, registry)
+
+
+def _start_local(
+    data_dir: Path, *, cluster: bool, port: int, sync_interval: str | None
+) -> LocalServer | LocalCluster:
+    if cluster:
+        local_cluster = LocalCluster(data_dir / "cluster", sync_interval=sync_interval)
+        console.print(f"starting a 3-node NATS cluster (data in {data_dir / 'cluster'})")
+        local_cluster.start()
+        return local_cluster
+    if port == 0 or not _port_free(port):
+        port = free_port()
+    store = data_dir / "nats"
+    store.mkdir(parents=True, exist_ok=True)
+    server = LocalServer(
+        ServerOptions(store_dir=store.resolve(), port=port, sync_interval=sync_interval)
+    )
+    console.print(f"starting nats-server (data in {store})")
+    server.start()
+    return server
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def _serve(
+    url: str,
+    tables: list[RoutingTable],
+    registry: Registry,
+    server: LocalServer | LocalCluster | None,
+) -> None:
+    nc = await _connect(url, "nano up")
+    js = nc.jetstream()
+    for table in tables:
+        done = await provision(js, table)
+        console.print(
+            f"workflow [bold]{table.workflow}[/bold] ({table.source}): stream "
+            f"{done.stream} {done.stream_action}, {len(table.steps)} steps"
+        )
+        if done.stale_consumers:
+            console.print(
+                f"  [yellow]consumers of removed steps left in place:[/yellow] "
+                f"{', '.join(done.stale_consumers)}"
+            )
+    await _run_host(nc, tables, registry, None, banner=_banner(url, tables, server))
+
+
+async def _connect(url: str, name: str) -> NATS:
+    try:
+        return await connect(url, name=name)
+    except Exception as exc:
+        raise NanoError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
+
+
+def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalCluster | None) -> str:
+    lines = [f"NATS        {url}"]
+    if isinstance(server, LocalServer):
+        lines.append(f"monitoring  {server.monitor_url}")
+        lines.append(f"server log  {server.log_file}")
+    for table in tables:
+        triggers = [f"{table.start_subject}.<id>", *table.triggers]
+        lines.append(f"workflow    {table.workflow}: triggers {', '.join(triggers)}")
+    example = tables[0].workflow if tables else "<workflow>"
+    lines.append(f"try         nano publish {example} '{{...}}' --wait")
+    return "\n".join(lines)
+
+
+async def _run_host(
+    nc: NATS, tables: list[RoutingTable], registry: Registry, only: list[str] | None, *, banner: str
+) -> None:
+    transport = NatsTransport(nc)
+    await transport.start()
+    chosen = select_steps(tables, only)
+    if not chosen:
+        raise NanoError(f"no steps match {', '.join(only or [])}")
+    host = Host(transport, registry, chosen)
+    await host.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console.print(banner)
+    console.print(
+        f"[green]ready[/green]: {len(chosen)} step consumers running; Ctrl-C to stop",
+        soft_wrap=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        console.print("draining in-flight messages")
+        await host.stop()
+        await transport.close()
+        await nc.drain()
+
+
+def host_command(
+    steps: Annotated[
+        list[str] | None,
+        typer.Option("--steps", help="Run only these: `workflow` or `workflow.step` (repeatable)."),
+    ] = None,
+    files: Files = None,
+    nats_url: Annotated[str | None, typer.Option("--nats-url", "-s", envvar="NATS_URL")] = None,
+    nodes: NodesDir = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run step consumers against an existing NATS (one process of nano/micro mode).
+
+    Routing tables come from the server (stored by `nano up`/`nano deploy`), or from files.
+    """
+    setup_logging(log_level)
+    try:
+        registry = project_registry(nodes or [Path("nodes")])
+        tables = compile_files(find_workflow_files(files), registry) if files else None
+    except NanoError as exc:
+        raise die(str(exc)) from None
+    run(_host(resolve_url(nats_url), tables, registry, steps))
+
+
+async def _host(
+    url: str, tables: list[RoutingTable] | None, registry: Registry, steps: list[str] | None
+) -> None:
+    nc = await _connect(url, "nano host")
+    if tables is None:
+        tables = list((await load_tables(nc.jetstream())).values())
+        if not tables:
+            raise NanoError(f"no routing tables on {url}; run `nano up` or pass workflow files")
+    else:
+        for table in tables:
+            await provision(nc.jetstream(), table)
+    await _run_host(nc, tables, registry, steps, banner=f"NATS        {url}")

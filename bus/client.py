@@ -1,0 +1,142 @@
+"""Starting executions and reading their results: what ``nano publish`` and the bridge use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from . import subjects
+from .envelope import decode_dead_letter, decode_result
+from .errors import NanoError
+from .types import EXECUTION, MSG_ID
+
+__all__ = ["Client", "ExecutionFailed", "Outcome"]
+
+
+class ExecutionFailed(NanoError):
+    """An execution ended in the dead-letter subject."""
+
+    def __init__(self, execution: str, step: str, error_type: str, message: str) -> None:
+        self.execution, self.step, self.error_type = execution, step, error_type
+        super().__init__(f"execution {execution} failed at step '{step}': {error_type}: {message}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended: ``ok`` with ``output``, or not with ``error``."""
+
+    execution: str
+    ok: bool
+    output: Any = None
+    step: str = ""
+    error: dict[str, Any] | None = None
+
+
+class Client:
+    """Starts executions on a workflow's trigger subject and waits for their outcome."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+
+    async def start(self, workflow: str, payload: Any, *, execution: str | None = None) -> str:
+        """Publish a trigger; returns the execution id once the server has stored it."""
+        execution = execution or subjects.new_execution_id()
+        if not subjects.is_valid_token(execution):
+            raise NanoError(f"invalid execution id {execution!r}")
+        try:
+            await self.js.publish(
+                subjects.start_subject(workflow, execution),
+                msgspec.json.encode(payload),
+                headers={EXECUTION: execution, MSG_ID: f"{execution}:_start"},
+            )
+        except Exception as exc:
+            if "no responders" in str(exc).lower() or type(exc).__name__ == "NoRespondersError":
+                raise NanoError(
+                    f"workflow '{workflow}' is not provisioned on this server "
+                    "(run `nano up`, or check the name)"
+                ) from None
+            raise
+        return execution
+
+    async def run(
+        self, workflow: str, payload: Any, *, timeout: float = 30.0, execution: str | None = None
+    ) -> Outcome:
+        """Start an execution and wait for its result or dead letter."""
+        execution = execution or subjects.new_execution_id()
+        waiter = await self._watch(workflow, execution)
+        try:
+            await self.start(workflow, payload, execution=execution)
+            return await asyncio.wait_for(waiter.outcome, timeout)
+        finally:
+            await waiter.close()
+
+    async def outcome(self, workflow: str, execution: str, *, timeout: float = 30.0) -> Outcome:
+        """Wait for the outcome of an execution that may already have finished."""
+        waiter = await self._watch(workflow, execution)
+        try:
+            stored = await self._stored(workflow, execution)
+            if stored is not None:
+                return stored
+            return await asyncio.wait_for(waiter.outcome, timeout)
+        finally:
+            await waiter.close()
+
+    async def _stored(self, workflow: str, execution: str) -> Outcome | None:
+        stream = subjects.stream_name(workflow)
+        for subject in (
+            subjects.done_subject(workflow, execution),
+            subjects.dlq_subject(workflow, execution),
+        ):
+            try:
+                msg = await self.js.get_last_msg(stream, subject)
+            except NotFoundError:
+                continue
+            return _outcome(execution, subject, msg.data or b"")
+        return None
+
+    async def _watch(self, workflow: str, execution: str) -> _Waiter:
+        waiter = _Waiter(execution)
+        for subject in (
+            subjects.done_subject(workflow, execution),
+            subjects.dlq_subject(workflow, execution),
+        ):
+            waiter.subs.append(await self.nc.subscribe(subject, cb=waiter.on_msg))
+        await self.nc.flush()
+        return waiter
+
+
+class _Waiter:
+    def __init__(self, execution: str) -> None:
+        self.execution = execution
+        self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.subs: list[Any] = []
+
+    async def on_msg(self, msg: Msg) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(_outcome(self.execution, msg.subject, msg.data))
+
+    async def close(self) -> None:
+        for sub in self.subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+def _outcome(execution: str, subject: str, data: bytes) -> Outcome:
+    if f".{subjects.DONE}." in subject:
+        result = decode_result(data)
+        return Outcome(execution=execution, ok=True, output=result.output, step=result.step)
+    dead = decode_dead_letter(data)
+    return Outcome(
+        execution=execution,
+        ok=False,
+        step=dead.step,
+        error={"type": dead.error.type, "message": dead.error.message, "attempts": dead.attempts},
+    )

@@ -1,0 +1,343 @@
+"""From workflow spec to routing table, with every problem reported at once.
+
+Compiling touches no server: a workflow validates, compiles and draws offline. Each problem
+names file, line and step, and where it can, the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pydantic import ValidationError
+
+from . import subjects
+from .errors import Problem, UnknownNodeError, WorkflowError
+from .expr import Expression, ExpressionError, step_references
+from .loader import Document, Location, load_document, parse_document
+from .registry import Registry
+from .spec import StepSpec, WorkflowSpec
+from .table import RetryRoute, RoutingTable, StepRoute, StreamSettings
+
+__all__ = ["compile_file", "compile_spec", "compile_text", "load_spec"]
+
+
+def load_spec(doc: Document) -> WorkflowSpec:
+    """Validate a parsed document into a :class:`WorkflowSpec`."""
+    if not isinstance(doc.data, dict):
+        raise WorkflowError([doc.problem("a workflow must be a mapping with `name` and `steps`")])
+    try:
+        return WorkflowSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise WorkflowError([_problem_of(doc, err, ()) for err in exc.errors()]) from None
+
+
+def compile_file(path: str | Path, registry: Registry) -> RoutingTable:
+    return compile_spec(load_document(path), registry)
+
+
+def compile_text(text: str, registry: Registry, *, file: str = "<workflow>") -> RoutingTable:
+    return compile_spec(parse_document(text, file=file), registry)
+
+
+def compile_spec(doc: Document, registry: Registry) -> RoutingTable:
+    """Compile a parsed workflow document; raises :class:`WorkflowError` listing all problems."""
+    spec = load_spec(doc)
+    return _Compiler(spec, doc, registry).run()
+
+
+class _Compiler:
+    def __init__(self, spec: WorkflowSpec, doc: Document, registry: Registry) -> None:
+        self.spec, self.doc, self.registry = spec, doc, registry
+        self.problems: list[Problem] = []
+
+    def fail(
+        self, message: str, loc: Location, step: str | None = None, hint: str | None = None
+    ) -> None:
+        self.problems.append(self.doc.problem(message, loc, step=step, hint=hint))
+
+    def run(self) -> RoutingTable:
+        spec = self.spec
+        if not subjects.is_valid_token(spec.name):
+            self.fail(f"workflow name '{spec.name}' must match {subjects.TOKEN.pattern}", ("name",))
+        start = list(spec.start) if spec.start else [next(iter(spec.steps))]
+        for i, name in enumerate(start):
+            self._check_target(name, ("start", i) if spec.start else ("steps",), None)
+        refs: dict[str, frozenset[str] | None] = {}
+        for name, step in spec.steps.items():
+            refs[name] = self._check_step(name, step)
+        output_refs: frozenset[str] | None = frozenset()
+        if spec.output is not None:
+            output_refs = self._expression(spec.output, ("output",), None)
+        self._check_input_schema()
+        self._check_triggers()
+        successors = {n: _successors(s) for n, s in spec.steps.items()}
+        self._check_graph(start, successors)
+        if self.problems:
+            raise WorkflowError(self.problems)
+        keep = _keep_sets(successors, refs, output_refs)
+        return self._table(start, keep)
+
+    def _check_step(self, name: str, step: StepSpec) -> frozenset[str] | None:
+        loc: Location = ("steps", name)
+        if not subjects.is_valid_token(name) or name.startswith("_"):
+            self.fail(f"step name '{name}' must match {subjects.TOKEN.pattern}", loc, name)
+        try:
+            node_type = self.registry.get(step.node)
+        except UnknownNodeError as exc:
+            self.fail(str(exc), (*loc, "node"), name)
+        else:
+            try:
+                node_type.configure(step.with_)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    self.problems.append(
+                        _problem_of(
+                            self.doc,
+                            err,
+                            (*loc, "with"),
+                            name,
+                            prefix=f"config of node '{step.node}': ",
+                        )
+                    )
+        for field in ("next", "on_error"):
+            for i, target in enumerate(getattr(step, field)):
+                self._check_target(target, (*loc, field, i), name)
+        for route, targets in step.routes.items():
+            for i, target in enumerate(targets):
+                self._check_target(target, (*loc, "routes", route, i), name)
+        found: set[str] | None = set()
+        if step.input is not None:
+            found = _union(found, self._expression(step.input, (*loc, "input"), name))
+        # Node configs may hold expressions of their own: keep what any string mentions.
+        for text in _strings(step.with_):
+            found = _union(found, step_references(text))
+        return None if found is None else frozenset(found)
+
+    def _expression(self, source: str, loc: Location, step: str | None) -> frozenset[str] | None:
+        try:
+            expr = Expression(source)
+        except ExpressionError as exc:
+            self.fail(str(exc), loc, step)
+            return frozenset()
+        for ref in sorted(expr.step_refs or ()):
+            if ref not in self.spec.steps:
+                self.fail(
+                    f"expression refers to undefined step '{ref}'",
+                    loc,
+                    step,
+                    hint=f"steps are: {', '.join(self.spec.steps)}",
+                )
+        return expr.step_refs
+
+    def _check_target(self, target: str, loc: Location, step: str | None) -> None:
+        if target not in self.spec.steps:
+            from difflib import get_close_matches
+
+            close = get_close_matches(target, list(self.spec.steps), n=1)
+            self.fail(
+                f"unknown step '{target}'",
+                loc,
+                step,
+                hint=f"did you mean '{close[0]}'?" if close else None,
+            )
+
+    def _check_input_schema(self) -> None:
+        if self.spec.input is None:
+            return
+        try:
+            jsonschema.Draft202012Validator.check_schema(self.spec.input)
+        except jsonschema.SchemaError as exc:
+            self.fail(
+                f"input is not a valid JSON Schema: {exc.message}", ("input", *exc.absolute_path)
+            )
+
+    def _check_triggers(self) -> None:
+        for i, subject in enumerate(self.spec.trigger.subjects):
+            if subject.startswith(subjects.PREFIX + ".") or not subject or " " in subject:
+                self.fail(
+                    f"trigger subject '{subject}' is not allowed",
+                    ("trigger", "subjects", i),
+                    hint="use your own namespace; nano.* is the engine's",
+                )
+
+    def _check_graph(self, start: list[str], successors: dict[str, list[str]]) -> None:
+        reachable: set[str] = set()
+        todo = [s for s in start if s in successors]
+        while todo:
+            name = todo.pop()
+            if name not in reachable:
+                reachable.add(name)
+                todo.extend(t for t in successors[name] if t in successors)
+        for name in self.spec.steps:
+            if name not in reachable:
+                self.fail(
+                    "step is unreachable from the start",
+                    ("steps", name),
+                    name,
+                    hint="route to it from another step, or list it in `start`",
+                )
+        cycle = _find_cycle(successors)
+        if cycle:
+            self.fail(
+                "cycle without a bound: " + " -> ".join(cycle),
+                ("steps", cycle[0]),
+                cycle[0],
+                hint="loops need a `loop:` with `max`",
+            )
+
+    def _table(self, start: list[str], keep: dict[str, frozenset[str] | None]) -> RoutingTable:
+        spec = self.spec
+        wf = spec.name
+        steps: dict[str, StepRoute] = {}
+        start_prefix = f"{subjects.PREFIX}.{wf}.{subjects.START}"
+        for name, step in spec.steps.items():
+            filters = [subjects.step_filter(wf, name)]
+            if name in start:
+                filters += [start_prefix + ".*", *spec.trigger.subjects]
+            kept = keep[name]
+            steps[name] = StepRoute(
+                name=name,
+                node=step.node,
+                config=dict(step.with_),
+                subject=subjects.step_prefix(wf, name),
+                consumer=subjects.consumer_name(name),
+                filter_subjects=filters,
+                input=step.input,
+                next=list(step.next),
+                routes={k: list(v) for k, v in step.routes.items()},
+                on_error=list(step.on_error),
+                retry=RetryRoute(
+                    max_attempts=step.retry.max_attempts,
+                    backoff=list(step.retry.backoff),
+                    retry_on=step.retry.retry_on,
+                ),
+                timeout=step.timeout,
+                ack_wait=max(2.0, 2 * step.timeout),
+                concurrency=step.concurrency,
+                keep=None if kept is None else sorted(kept),
+            )
+        stream = StreamSettings(
+            name=subjects.stream_name(wf),
+            subjects=[subjects.workflow_filter(wf), *spec.trigger.subjects],
+            max_age=spec.stream.max_age,
+            max_bytes=spec.stream.max_bytes,
+            replicas=spec.stream.replicas,
+            # JetStream refuses a dedup window longer than the retention.
+            duplicate_window=min(spec.stream.duplicate_window, spec.stream.max_age),
+        )
+        return RoutingTable(
+            workflow=wf,
+            revision=_revision(spec),
+            source=self.doc.file,
+            stream=stream,
+            start=start,
+            start_subject=start_prefix,
+            triggers=list(spec.trigger.subjects),
+            input_schema=spec.input,
+            vars=dict(spec.vars),
+            output=spec.output,
+            steps=steps,
+        )
+
+
+def _successors(step: StepSpec) -> list[str]:
+    out = list(step.next) + list(step.on_error)
+    for targets in step.routes.values():
+        out += targets
+    return list(dict.fromkeys(out))
+
+
+def _keep_sets(
+    successors: dict[str, list[str]],
+    refs: dict[str, frozenset[str] | None],
+    output_refs: frozenset[str] | None,
+) -> dict[str, frozenset[str] | None]:
+    """For each step, the outputs that the message leaving it must carry (None = all)."""
+    needed_memo: dict[str, frozenset[str] | None] = {}
+
+    def needed(name: str) -> frozenset[str] | None:  # read by ``name`` or anything after it
+        if name not in needed_memo:
+            needed_memo[name] = frozenset()  # guards against cycles (rejected earlier)
+            acc: set[str] | None = set(output_refs) if output_refs is not None else None
+            acc = _union(acc, refs.get(name, frozenset()))
+            for succ in successors.get(name, []):
+                acc = _union(acc, needed(succ))
+            needed_memo[name] = None if acc is None else frozenset(acc)
+        return needed_memo[name]
+
+    keep: dict[str, frozenset[str] | None] = {}
+    for name in successors:
+        acc: set[str] | None = set(output_refs) if output_refs is not None else None
+        for succ in successors[name]:
+            acc = _union(acc, needed(succ))
+        keep[name] = None if acc is None else frozenset(acc)
+    return keep
+
+
+def _union(acc: set[str] | None, more: Iterable[str] | None) -> set[str] | None:
+    if acc is None or more is None:
+        return None
+    acc.update(more)
+    return acc
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _find_cycle(successors: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for succ in successors.get(name, []):
+            if state.get(succ) == 1:
+                return [*path[path.index(succ) :], succ]
+            if succ in successors and succ not in state:
+                found = visit(succ)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in successors:
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+def _revision(spec: WorkflowSpec) -> str:
+    canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _problem_of(
+    doc: Document, err: Any, base: Location, step: str | None = None, prefix: str = ""
+) -> Problem:
+    loc = (*base, *err.get("loc", ()))
+    if step is None and len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], str):
+        step = loc[1]
+    field = ".".join(str(p) for p in loc) or "workflow"
+    message = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        message = "unknown field"
+    elif err.get("type") == "missing":
+        message = "field required"
+    return doc.problem(f"{prefix}{field}: {message}", loc, step=step)

@@ -1,0 +1,71 @@
+"""The message body and the headers that travel with it (see docs/protocol.md).
+
+Headers carry what routing needs (execution, workflow, step, route, attempt, trace context,
+de-duplication id), so routing never decodes a body. The body is JSON:
+
+    {"input": <trigger payload>, "prev": <output of the sending step>,
+     "steps": {"<step>": {"output": ...}}, "vars": {...}}
+
+``steps`` carries only the outputs that later steps reference (the compiler works it out).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "DeadLetter",
+    "Envelope",
+    "ErrorInfo",
+    "Result",
+    "decode_dead_letter",
+    "decode_envelope",
+    "decode_result",
+    "encode",
+    "msg_id",
+]
+
+
+class Envelope(msgspec.Struct, omit_defaults=True):
+    """What a step receives."""
+
+    input: Any = None
+    prev: Any = None
+    steps: dict[str, dict[str, Any]] = {}
+    vars: dict[str, Any] = {}
+
+
+class ErrorInfo(msgspec.Struct):
+    type: str
+    message: str
+
+
+class Result(msgspec.Struct, omit_defaults=True):
+    """Body of ``nano.<wf>._done.<execution>``."""
+
+    output: Any = None
+    step: str = ""
+
+
+class DeadLetter(msgspec.Struct, omit_defaults=True):
+    """Body of ``nano.<wf>._dlq.<execution>``: why, where, and the message that failed."""
+
+    step: str
+    error: ErrorInfo
+    attempts: int
+    subject: str
+    data: Any = None
+
+
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+decode_envelope = msgspec.json.Decoder(Envelope).decode
+decode_result = msgspec.json.Decoder(Result).decode
+decode_dead_letter = msgspec.json.Decoder(DeadLetter).decode
+
+
+def msg_id(execution: str, from_step: str, to_step: str) -> str:
+    """JetStream de-duplication id: a re-publish after a crash is dropped by the server."""
+    return f"{execution}:{from_step}:{to_step}"

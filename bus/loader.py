@@ -1,0 +1,159 @@
+"""Reading workflow files safely, remembering the line of every key for error messages.
+
+YAML aliases are refused (a few hundred bytes of nested aliases can expand to megabytes),
+files are capped in size, and every mapping key and list item keeps its line so that a
+validation error at ``steps.greet.with.url`` can say ``hello.yaml:12``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import Problem, WorkflowError
+
+__all__ = ["MAX_FILE_BYTES", "Document", "Location", "load_document", "parse_document"]
+
+MAX_FILE_BYTES = 1_000_000
+
+Location = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    """A parsed workflow file: plain data plus the line of each location in it."""
+
+    data: Any
+    file: str
+    lines: dict[Location, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Location) -> int | None:
+        """The line of ``loc`` or of its nearest ancestor that has one."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get((), None)
+
+    def problem(
+        self, message: str, loc: Location = (), *, step: str | None = None, hint: str | None = None
+    ) -> Problem:
+        return Problem(message, file=self.file, line=self.line_of(loc), step=step, hint=hint)
+
+
+def load_document(path: str | Path) -> Document:
+    """Read and parse a workflow file (YAML, or JSON by suffix)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WorkflowError(
+            [Problem(f"cannot read file: {exc.strerror}", file=str(path))]
+        ) from None
+    if size > MAX_FILE_BYTES:
+        raise WorkflowError(
+            [Problem(f"file is {size} bytes; the limit is {MAX_FILE_BYTES}", file=str(path))]
+        )
+    return parse_document(path.read_text(encoding="utf-8"), file=str(path))
+
+
+def parse_document(text: str, *, file: str = "<workflow>") -> Document:
+    """Parse YAML (JSON is YAML) text into a :class:`Document`."""
+    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise WorkflowError([Problem(f"document is over {MAX_FILE_BYTES} bytes", file=file)])
+    try:
+        node = yaml.compose(text, Loader=_NoAliasLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise WorkflowError(
+            [Problem(f"malformed YAML: {exc.problem}", file=file, line=line)]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise WorkflowError([Problem(f"malformed YAML: {exc}", file=file)]) from None
+    doc = Document(data=None, file=file)
+    if node is None:
+        raise WorkflowError([Problem("the file is empty", file=file)])
+    doc.data = _build(node, (), doc)
+    return doc
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem="aliases (*name) are not allowed in workflow files",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _build(node: Node, loc: Location, doc: Document) -> Any:
+    doc.lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node, doc)
+            if key == "<<":
+                raise WorkflowError(
+                    [
+                        Problem(
+                            "merge keys (<<) are not allowed",
+                            file=doc.file,
+                            line=key_node.start_mark.line + 1,
+                        )
+                    ]
+                )
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise WorkflowError(
+                    [
+                        Problem(
+                            "mapping keys must be plain strings",
+                            file=doc.file,
+                            line=key_node.start_mark.line + 1,
+                        )
+                    ]
+                )
+            key = str(key)
+            if key in result:
+                raise WorkflowError(
+                    [
+                        Problem(
+                            f"duplicate key '{key}'",
+                            file=doc.file,
+                            line=key_node.start_mark.line + 1,
+                        )
+                    ]
+                )
+            doc.lines[(*loc, key)] = key_node.start_mark.line + 1
+            result[key] = _build(value_node, (*loc, key), doc)
+        return result
+    if isinstance(node, SequenceNode):
+        return [_build(item, (*loc, i), doc) for i, item in enumerate(node.value)]
+    return _scalar(node, doc)
+
+
+def _scalar(node: Node, doc: Document) -> Any:
+    if not isinstance(node, ScalarNode):
+        raise WorkflowError(
+            [
+                Problem(
+                    "mapping keys must be plain strings",
+                    file=doc.file,
+                    line=node.start_mark.line + 1,
+                )
+            ]
+        )
+    loader = _NoAliasLoader("")
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, bytes | set) or type(value).__module__ == "datetime":
+        # Keep data JSON-shaped: timestamps and binary stay strings.
+        return node.value if not isinstance(value, bytes) else json.dumps(node.value)
+    return value

@@ -1,0 +1,270 @@
+"""The node SDK: what a node author writes. Nodes never see NATS.
+
+Two ways to write one::
+
+    class Greet(Node[GreetIn, GreetOut, GreetConfig]):
+        name = "greet"
+        Config = GreetConfig
+
+        async def handle(self, ctx: Context, input: GreetIn) -> GreetOut:
+            return GreetOut(message=f"{self.config.greeting}, {input.name}")
+
+    @node("shout")
+    async def shout(ctx: Context, input: dict[str, Any]) -> dict[str, Any]:
+        return {k: str(v).upper() for k, v in input.items()}
+
+Input and output types come from ``handle``'s annotations and are validated with pydantic;
+``dict``/``Any`` skip validation. A node picks a branch with ``ctx.choose("route")`` or by
+returning ``Routed(output, "route")``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+from .expr import Expression
+
+__all__ = [
+    "Context",
+    "NoConfig",
+    "Node",
+    "NodeInstance",
+    "NodeType",
+    "Routed",
+    "as_node_type",
+    "node",
+]
+
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
+CfgT = TypeVar("CfgT", bound=BaseModel)
+
+logger = logging.getLogger("nanoservice.node")
+
+
+class NoConfig(BaseModel):
+    """The config of a node that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class Routed(Generic[OutT]):
+    """An output together with the route the node chose."""
+
+    output: OutT
+    route: str
+
+
+class Context:
+    """What a node sees of the execution it serves."""
+
+    __slots__ = (
+        "_heartbeat",
+        "attempt",
+        "execution_id",
+        "log",
+        "route",
+        "scope",
+        "step",
+        "updated_vars",
+        "workflow",
+    )
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        workflow: str,
+        step: str,
+        attempt: int = 1,
+        scope: Mapping[str, Any] | None = None,
+        heartbeat: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.workflow = workflow
+        self.step = step
+        self.attempt = attempt
+        self.scope: Mapping[str, Any] = scope or {}
+        self.route: str | None = None
+        self.updated_vars: dict[str, Any] | None = None
+        self._heartbeat = heartbeat
+        self.log = logging.LoggerAdapter(
+            logger, {"execution": execution_id, "workflow": workflow, "step": step}
+        )
+
+    def choose(self, route: str) -> None:
+        """Send this step's output down the route named ``route`` of the step's ``routes``."""
+        self.route = route
+
+    def evaluate(self, expression: Expression) -> Any:
+        """Evaluate a config expression against this execution's data."""
+        return expression.evaluate(self.scope)
+
+    def set_var(self, name: str, value: Any) -> None:
+        """Set a workflow variable for the steps that follow."""
+        if self.updated_vars is None:
+            self.updated_vars = {}
+        self.updated_vars[name] = value
+
+    async def heartbeat(self) -> None:
+        """Tell the server this step is still working (long steps call it periodically)."""
+        if self._heartbeat is not None:
+            await self._heartbeat()
+
+
+class NodeInstance:
+    """A configured node, ready to handle messages. Hosts build one per step."""
+
+    async def setup(self) -> None:
+        """Acquire resources (clients, pools) before the first message."""
+
+    async def close(self) -> None:
+        """Release what :meth:`setup` acquired."""
+
+    async def handle(self, ctx: Context, input: Any) -> Any:
+        raise NotImplementedError
+
+
+class Node(NodeInstance, Generic[InT, OutT, CfgT]):
+    """Base class of class-based nodes: set ``name`` and ``Config``, implement ``handle``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]] = NoConfig
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: CfgT) -> None:
+        self.config = config
+
+    async def handle(self, ctx: Context, input: InT) -> OutT | Routed[OutT]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A registered node: name, typed config/input/output and a factory."""
+
+    name: str
+    create: Callable[[BaseModel], NodeInstance]
+    config_model: type[BaseModel] = NoConfig
+    input_type: Any = Any
+    output_type: Any = Any
+    description: str = ""
+    input_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
+    output_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
+
+    def configure(self, config: Mapping[str, Any]) -> BaseModel:
+        """Validate a step's ``with:`` mapping into the config model."""
+        return self.config_model.model_validate(dict(config))
+
+    def build(self, config: Mapping[str, Any]) -> NodeInstance:
+        return self.create(self.configure(config))
+
+    def validate_input(self, value: Any) -> Any:
+        return value if self.input_adapter is None else self.input_adapter.validate_python(value)
+
+    def dump_output(self, value: Any) -> Any:
+        if self.output_adapter is None:
+            return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        return self.output_adapter.dump_python(value, mode="json")
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    """A validating adapter, or None where the type is free-form JSON (the fast path)."""
+    if annotation in (Any, object, dict, inspect.Parameter.empty) or annotation == dict[str, Any]:
+        return None
+    return TypeAdapter(annotation)
+
+
+def _make_type(
+    name: str,
+    create: Callable[[BaseModel], NodeInstance],
+    config: type[BaseModel],
+    handle: Callable[..., Any],
+    description: str,
+) -> NodeType:
+    hints = get_type_hints(handle)
+    params = [p for p in inspect.signature(handle).parameters if p not in ("self",)]
+    input_type = hints.get(params[1], Any) if len(params) > 1 else Any
+    output_type = hints.get("return", Any)
+    if getattr(output_type, "__origin__", None) is Routed or output_type is Routed:
+        args = getattr(output_type, "__args__", (Any,))
+        output_type = args[0]
+    elif getattr(output_type, "__args__", None):
+        # OutT | Routed[OutT]: keep the non-Routed member.
+        members = [
+            a
+            for a in output_type.__args__
+            if getattr(a, "__origin__", None) is not Routed and a is not Routed
+        ]
+        if len(members) == 1 and len(members) != len(output_type.__args__):
+            output_type = members[0]
+    return NodeType(
+        name=name,
+        create=create,
+        config_model=config,
+        input_type=input_type,
+        output_type=output_type,
+        description=description,
+        input_adapter=_adapter(input_type),
+        output_adapter=_adapter(output_type),
+    )
+
+
+class _FunctionNode(NodeInstance):
+    __slots__ = ("config", "fn")
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], config: BaseModel) -> None:
+        self.fn = fn
+        self.config = config
+
+    async def handle(self, ctx: Context, input: Any) -> Any:
+        return await self.fn(ctx, input, self.config)
+
+
+def node(
+    name: str | None = None, *, config: type[BaseModel] = NoConfig, description: str | None = None
+) -> Callable[[Callable[..., Awaitable[Any]]], NodeType]:
+    """Turn ``async def f(ctx, input[, config])`` into a registrable :class:`NodeType`."""
+
+    def wrap(fn: Callable[..., Awaitable[Any]]) -> NodeType:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"@node needs an async function, got {fn!r}")
+        takes_config = len(inspect.signature(fn).parameters) >= 3
+
+        async def call(ctx: Context, input: Any, cfg: BaseModel) -> Any:
+            return await (fn(ctx, input, cfg) if takes_config else fn(ctx, input))
+
+        return _make_type(
+            name or fn.__name__,
+            lambda cfg: _FunctionNode(call, cfg),
+            config,
+            fn,
+            description if description is not None else inspect.getdoc(fn) or "",
+        )
+
+    return wrap
+
+
+def as_node_type(obj: Any) -> NodeType:
+    """Accept a :class:`NodeType` or a :class:`Node` subclass and return a NodeType."""
+    if isinstance(obj, NodeType):
+        return obj
+    if inspect.isclass(obj) and issubclass(obj, Node):
+        if not getattr(obj, "name", None):
+            raise TypeError(f"node class {obj.__qualname__} needs a `name`")
+        cls = obj
+        return _make_type(
+            cls.name,
+            lambda cfg: cls(cfg),
+            cls.Config,
+            cls.handle,
+            cls.description or inspect.getdoc(cls) or "",
+        )
+    raise TypeError(f"not a node: {obj!r} (use a Node subclass or the @node decorator)")

@@ -1,0 +1,154 @@
+"""Idempotent provisioning: the stream, the step consumers and the stored routing table.
+
+Re-running updates what changed and never duplicates or wipes: streams are created or
+updated in place, consumers are created-or-updated by name, the table is put under its
+workflow's key in the ``nano_tables`` KV bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from .errors import NanoError
+from .table import RoutingTable, StepRoute
+
+__all__ = [
+    "TABLES_BUCKET",
+    "Provisioned",
+    "consumer_config",
+    "load_tables",
+    "provision",
+    "stream_config",
+    "tables_bucket",
+]
+
+TABLES_BUCKET = "nano_tables"
+log = logging.getLogger("nanoservice.provision")
+
+
+@dataclass
+class Provisioned:
+    """What one ``provision`` call did."""
+
+    workflow: str
+    stream: str
+    stream_action: str  # created | updated | unchanged
+    consumers: dict[str, str] = field(default_factory=dict)
+    stale_consumers: list[str] = field(default_factory=list)
+
+
+def stream_config(table: RoutingTable, *, replicas: int | None = None) -> StreamConfig:
+    s = table.stream
+    return StreamConfig(
+        name=s.name,
+        subjects=list(s.subjects),
+        storage=StorageType.FILE,
+        max_age=s.max_age,
+        max_bytes=s.max_bytes,
+        num_replicas=replicas or s.replicas,
+        duplicate_window=s.duplicate_window,
+        allow_direct=True,
+        description=f"nanoservice workflow {table.workflow}",
+    )
+
+
+def consumer_config(step: StepRoute) -> ConsumerConfig:
+    return ConsumerConfig(
+        name=step.consumer,
+        durable_name=step.consumer,
+        description=f"step {step.name} (node {step.node})",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=step.ack_wait,
+        # One delivery beyond the retry budget lets a host dead-letter a message whose
+        # processing killed the previous host, instead of the server silently dropping it.
+        max_deliver=step.retry.max_attempts + 1,
+        filter_subjects=list(step.filter_subjects),
+        max_ack_pending=max(1000, step.concurrency * 4),
+        max_waiting=512,
+    )
+
+
+async def provision(
+    js: JetStreamContext, table: RoutingTable, *, replicas: int | None = None
+) -> Provisioned:
+    """Create or update the workflow's stream, consumers and stored table."""
+    config = stream_config(table, replicas=replicas)
+    assert config.name is not None
+    try:
+        info = await js.stream_info(config.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        action = "created"
+    else:
+        current = info.config
+        if (
+            sorted(current.subjects or []) != sorted(config.subjects or [])
+            or current.max_age != config.max_age
+            or current.max_bytes != config.max_bytes
+            or current.duplicate_window != config.duplicate_window
+            or (current.num_replicas or 1) != config.num_replicas
+        ):
+            try:
+                await js.update_stream(config)
+            except Exception as exc:
+                raise NanoError(f"cannot update stream {config.name}: {exc}") from exc
+            action = "updated"
+        else:
+            action = "unchanged"
+    result = Provisioned(workflow=table.workflow, stream=config.name, stream_action=action)
+    existing = {c.name for c in await js.consumers_info(config.name)}
+    for step in table.steps.values():
+        await js.add_consumer(config.name, consumer_config(step))
+        result.consumers[step.consumer] = "updated" if step.consumer in existing else "created"
+    result.stale_consumers = sorted(existing - {s.consumer for s in table.steps.values()})
+    kv = await tables_bucket(js, replicas=replicas or table.stream.replicas)
+    await kv.put(table.workflow, table.to_json())
+    return result
+
+
+async def tables_bucket(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
+    """The KV bucket holding the routing tables (created on first use)."""
+    try:
+        return await js.key_value(TABLES_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=TABLES_BUCKET,
+                history=5,
+                replicas=replicas,
+                direct=True,
+                description="nanoservice routing tables, one key per workflow",
+            )
+        )
+
+
+async def load_tables(js: JetStreamContext) -> dict[str, RoutingTable]:
+    """Every routing table stored in the cluster, by workflow name."""
+    try:
+        kv = await js.key_value(TABLES_BUCKET)
+    except BucketNotFoundError:
+        return {}
+    tables: dict[str, RoutingTable] = {}
+    try:
+        keys = await kv.keys()
+    except Exception:  # nats-py raises NoKeysError on an empty bucket
+        return {}
+    for key in keys:
+        entry = await kv.get(key)
+        if entry.value:
+            tables[key] = RoutingTable.from_json(entry.value)
+    return tables

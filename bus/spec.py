@@ -1,0 +1,120 @@
+"""Workflow spec models: the YAML a user writes, validated with pydantic.
+
+These models describe *what the user wrote*; :mod:`nanoservice.compiler` turns them into the
+routing table the hosts execute. Field descriptions here are the source of the generated
+workflow reference and JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+__all__ = [
+    "RetrySpec",
+    "StepSpec",
+    "StreamSpec",
+    "TriggerSpec",
+    "WorkflowSpec",
+]
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+StepList = Annotated[list[str], BeforeValidator(_as_list)]
+"""One step name or a list of them."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class RetrySpec(_Spec):
+    """How a failing step is retried before its error route or the dead-letter subject."""
+
+    max_attempts: int = Field(3, ge=1, le=1000, description="Total tries, the first included.")
+    backoff: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: [0.5, 2.0, 10.0],
+        description="Seconds to wait before each retry; the last value repeats.",
+    )
+    retry_on: list[str] | None = Field(
+        None,
+        description="Error type names that are retried (default: all but NonRetryableError).",
+    )
+
+
+class StreamSpec(_Spec):
+    """Retention and durability of the workflow's JetStream stream."""
+
+    max_age: float = Field(86_400.0, gt=0, description="Seconds a message is kept.")
+    max_bytes: int = Field(-1, description="Byte limit of the stream (-1: none).")
+    replicas: int = Field(1, ge=1, le=5, description="Stream replicas (3 on a cluster).")
+    duplicate_window: float = Field(
+        120.0, gt=0, description="Seconds in which a re-published message is de-duplicated."
+    )
+
+
+class TriggerSpec(_Spec):
+    """What starts an execution besides ``nano publish`` / ``nano.<wf>._start.<id>``."""
+
+    subjects: list[str] = Field(
+        default_factory=list, description="Extra NATS subjects; a publish to one starts a run."
+    )
+
+
+class StepSpec(_Spec):
+    """One step: a node, its config, where its input comes from and where it goes next."""
+
+    node: str = Field(description="Registered node name, e.g. `transform`.")
+    with_: dict[str, Any] = Field(
+        default_factory=dict, alias="with", description="The node's config."
+    )
+    input: str | None = Field(
+        None,
+        description="CEL expression for the node's input (default: `prev`, the output of "
+        "the step before, or the trigger payload for a first step).",
+    )
+    next: StepList = Field(
+        default_factory=list, description="Steps that always follow (several = run in parallel)."
+    )
+    routes: dict[str, StepList] = Field(
+        default_factory=dict,
+        description="Steps that follow when the node chooses a route by that name.",
+    )
+    on_error: StepList = Field(
+        default_factory=list,
+        description="Steps that get the error once retries are spent (instead of the DLQ).",
+    )
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeout: float = Field(30.0, gt=0, description="Seconds one attempt may take.")
+    concurrency: int = Field(
+        256, ge=1, le=100_000, description="Messages in flight per host for this step."
+    )
+    description: str | None = None
+
+
+class WorkflowSpec(_Spec):
+    """A workflow: its trigger, input schema and steps."""
+
+    name: str = Field(description="Workflow name; one subject token ([A-Za-z0-9_-]).")
+    description: str | None = None
+    trigger: TriggerSpec = Field(default_factory=TriggerSpec)
+    input: dict[str, Any] | None = Field(
+        None, description="JSON Schema the trigger payload must match."
+    )
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="Workflow variables, readable as `vars.<name>`."
+    )
+    start: StepList | None = Field(
+        None, description="First step(s) (default: the first step listed)."
+    )
+    steps: dict[str, StepSpec] = Field(min_length=1)
+    output: str | None = Field(
+        None,
+        description="CEL expression for the execution's result (default: output of the "
+        "step that finished it).",
+    )
+    stream: StreamSpec = Field(default_factory=StreamSpec)

@@ -1,0 +1,97 @@
+"""Subject, stream and consumer names: the one place that knows the naming scheme.
+
+A workflow ``orders`` lives on ``nano.orders.>`` in stream ``NANO_ORDERS``:
+
+- ``nano.orders.<step>.<execution>``  input of a step
+- ``nano.orders._start.<execution>``  the workflow's own trigger subject
+- ``nano.orders._done.<execution>``   the result of an execution
+- ``nano.orders._dlq.<execution>``    dead letters, with the reason
+
+Names starting with ``_`` are reserved. The execution id is the last token so that one
+execution's history is a server-side subject filter (``nano.orders.*.<execution>``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+__all__ = [
+    "DLQ",
+    "DONE",
+    "PREFIX",
+    "START",
+    "TOKEN",
+    "consumer_name",
+    "dlq_subject",
+    "done_subject",
+    "execution_filter",
+    "execution_of",
+    "is_valid_token",
+    "new_execution_id",
+    "start_subject",
+    "step_filter",
+    "step_prefix",
+    "stream_name",
+    "workflow_filter",
+]
+
+PREFIX = "nano"
+START = "_start"
+DONE = "_done"
+DLQ = "_dlq"
+
+TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+"""A workflow, step or execution name: one subject token, safe in stream and consumer names."""
+
+
+def is_valid_token(name: str) -> bool:
+    return bool(TOKEN.match(name))
+
+
+def stream_name(workflow: str) -> str:
+    return "NANO_" + workflow.upper().replace("-", "_")
+
+
+def workflow_filter(workflow: str) -> str:
+    return f"{PREFIX}.{workflow}.>"
+
+
+def step_prefix(workflow: str, step: str) -> str:
+    """The subject of a step without the execution token; append ``.<execution>``."""
+    return f"{PREFIX}.{workflow}.{step}"
+
+
+def step_filter(workflow: str, step: str) -> str:
+    return f"{PREFIX}.{workflow}.{step}.*"
+
+
+def start_subject(workflow: str, execution: str) -> str:
+    return f"{PREFIX}.{workflow}.{START}.{execution}"
+
+
+def done_subject(workflow: str, execution: str) -> str:
+    return f"{PREFIX}.{workflow}.{DONE}.{execution}"
+
+
+def dlq_subject(workflow: str, execution: str) -> str:
+    return f"{PREFIX}.{workflow}.{DLQ}.{execution}"
+
+
+def execution_filter(workflow: str, execution: str) -> str:
+    return f"{PREFIX}.{workflow}.*.{execution}"
+
+
+def consumer_name(step: str) -> str:
+    """Durable consumer of a step; replicas of the step share it (that is scaling)."""
+    return step
+
+
+def execution_of(subject: str) -> str:
+    return subject.rsplit(".", 1)[-1]
+
+
+def new_execution_id() -> str:
+    """A time-ordered, random execution id: 12 hex digits of milliseconds + 10 random."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(5).hex()}"
