@@ -7,8 +7,9 @@ from pathlib import Path
 
 import nats
 import pytest
-from nanoservice.localnats import LocalServer, ServerOptions
 from nats.aio.client import Client
+
+from nanoservice.localnats import LocalServer, ServerOptions
 
 
 @pytest.fixture
