@@ -24,7 +24,7 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-StepList = Annotated[list[str], BeforeValidator(_as_list)]
+StepList = Annotated[list[str], BeforeValidator(_as_list, json_schema_input_type=str | list[str])]
 """One step name or a list of them."""
 
 
@@ -88,20 +88,20 @@ class StepSpec(_Spec):
         default_factory=list,
         description="Steps that get the error once retries are spent (instead of the DLQ).",
     )
-    retry: RetrySpec = Field(default_factory=RetrySpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec, description="Retry policy.")
     timeout: float = Field(30.0, gt=0, description="Seconds one attempt may take.")
     concurrency: int = Field(
         256, ge=1, le=100_000, description="Messages in flight per host for this step."
     )
-    description: str | None = None
+    description: str | None = Field(None, description="Free text for people and graphs.")
 
 
 class WorkflowSpec(_Spec):
     """A workflow: its trigger, input schema and steps."""
 
     name: str = Field(description="Workflow name; one subject token ([A-Za-z0-9_-]).")
-    description: str | None = None
-    trigger: TriggerSpec = Field(default_factory=TriggerSpec)
+    description: str | None = Field(None, description="Free text for people and graphs.")
+    trigger: TriggerSpec = Field(default_factory=TriggerSpec, description="What starts it.")
     input: dict[str, Any] | None = Field(
         None, description="JSON Schema the trigger payload must match."
     )
@@ -111,10 +111,14 @@ class WorkflowSpec(_Spec):
     start: StepList | None = Field(
         None, description="First step(s) (default: the first step listed)."
     )
-    steps: dict[str, StepSpec] = Field(min_length=1)
+    steps: dict[str, StepSpec] = Field(
+        min_length=1, description="The steps by name (a subject token, not starting with _)."
+    )
     output: str | None = Field(
         None,
         description="CEL expression for the execution's result (default: output of the "
         "step that finished it).",
     )
-    stream: StreamSpec = Field(default_factory=StreamSpec)
+    stream: StreamSpec = Field(
+        default_factory=StreamSpec, description="Retention and durability of its stream."
+    )
