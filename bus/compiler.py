@@ -21,7 +21,17 @@ from .expr import Expression, ExpressionError, step_references
 from .loader import Document, Location, load_document, parse_document
 from .registry import Registry
 from .spec import StepSpec, WorkflowSpec
-from .table import RetryRoute, RoutingTable, StepRoute, StreamSettings
+from .table import (
+    CallRoute,
+    ForEachRoute,
+    JoinRoute,
+    LoopRoute,
+    RetryRoute,
+    Route,
+    RoutingTable,
+    StepRoute,
+    StreamSettings,
+)
 
 __all__ = ["compile_file", "compile_spec", "compile_text", "load_spec"]
 
@@ -76,6 +86,7 @@ class _Compiler:
         self._check_input_schema()
         self._check_triggers()
         successors = {n: _successors(s) for n, s in spec.steps.items()}
+        self._check_joins()
         self._check_graph(start, successors)
         if self.problems:
             raise WorkflowError(self.problems)
@@ -86,37 +97,106 @@ class _Compiler:
         loc: Location = ("steps", name)
         if not subjects.is_valid_token(name) or name.startswith("_"):
             self.fail(f"step name '{name}' must match {subjects.TOKEN.pattern}", loc, name)
-        try:
-            node_type = self.registry.get(step.node)
-        except UnknownNodeError as exc:
-            self.fail(str(exc), (*loc, "node"), name)
-        else:
-            try:
-                node_type.configure(step.with_)
-            except ValidationError as exc:
-                for err in exc.errors():
-                    self.problems.append(
-                        _problem_of(
-                            self.doc,
-                            err,
-                            (*loc, "with"),
-                            name,
-                            prefix=f"config of node '{step.node}': ",
-                        )
-                    )
-        for field in ("next", "on_error"):
+        self._check_node(name, step, loc)
+        for field in ("next", "on_error", "default"):
             for i, target in enumerate(getattr(step, field)):
                 self._check_target(target, (*loc, field, i), name)
-        for route, targets in step.routes.items():
-            for i, target in enumerate(targets):
-                self._check_target(target, (*loc, "routes", route, i), name)
-        found: set[str] | None = set()
+        for route_name, route in step.routes.items():
+            for i, target in enumerate(route.to):
+                self._check_target(target, (*loc, "routes", route_name, "to", i), name)
+        if any(r.when for r in step.routes.values()) and any(
+            not r.when for r in step.routes.values()
+        ):
+            self.fail(
+                "mix of routes with and without `when`",
+                (*loc, "routes"),
+                name,
+                hint="give every route a condition, or none (the node chooses)",
+            )
+        sources: list[tuple[str, Location]] = []
         if step.input is not None:
-            found = _union(found, self._expression(step.input, (*loc, "input"), name))
+            sources.append((step.input, (*loc, "input")))
+        sources += [(r.when, (*loc, "routes", n, "when")) for n, r in step.routes.items() if r.when]
+        sources += [(e, (*loc, "set_vars", v)) for v, e in step.set_vars.items()]
+        if step.loop is not None:
+            sources.append((step.loop.until, (*loc, "loop", "until")))
+            self._check_loop(name, step, loc)
+        if step.for_each is not None:
+            sources.append((step.for_each.items, (*loc, "for_each", "items")))
+        if step.join is not None:
+            for i, target in enumerate(step.join.on_timeout):
+                self._check_target(target, (*loc, "join", "on_timeout", i), name)
+        found: set[str] | None = set()
+        for source, where in sources:
+            found = _union(found, self._expression(source, where, name))
         # Node configs may hold expressions of their own: keep what any string mentions.
         for text in _strings(step.with_):
             found = _union(found, step_references(text))
         return None if found is None else frozenset(found)
+
+    def _check_node(self, name: str, step: StepSpec, loc: Location) -> None:
+        if step.call is not None:
+            if step.node is not None or step.for_each is not None:
+                self.fail("a `call` step has no `node` or `for_each`", loc, name)
+            if not subjects.is_valid_token(step.call.workflow):
+                self.fail(
+                    f"workflow name '{step.call.workflow}' is not valid",
+                    (*loc, "call", "workflow"),
+                    name,
+                )
+            return
+        if step.node is None:
+            self.fail("a step needs a `node` (or a `call`)", loc, name)
+            return
+        try:
+            node_type = self.registry.get(step.node)
+        except UnknownNodeError as exc:
+            self.fail(str(exc), (*loc, "node"), name)
+            return
+        try:
+            node_type.configure(step.with_)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.problems.append(
+                    _problem_of(
+                        self.doc,
+                        err,
+                        (*loc, "with"),
+                        name,
+                        prefix=f"config of node '{step.node}': ",
+                    )
+                )
+
+    def _check_loop(self, name: str, step: StepSpec, loc: Location) -> None:
+        assert step.loop is not None
+        back_to = step.loop.back_to
+        if back_to is None or back_to == name:
+            return
+        if back_to not in self.spec.steps:
+            self._check_target(back_to, (*loc, "loop", "back_to"), name)
+            return
+        successors = {n: _successors(s) for n, s in self.spec.steps.items()}
+        if name not in _reachable([back_to], successors):
+            self.fail(
+                f"loop back_to '{back_to}' does not lead to this step",
+                (*loc, "loop", "back_to"),
+                name,
+            )
+
+    def _check_joins(self) -> None:
+        for name, step in self.spec.steps.items():
+            if step.join is None:
+                continue
+            for i, branch in enumerate(step.join.steps):
+                if branch not in self.spec.steps:
+                    self._check_target(branch, ("steps", name, "join", "steps", i), name)
+                elif name not in _successors(self.spec.steps[branch]):
+                    self.fail(
+                        f"join can never complete: step '{branch}' never routes here",
+                        ("steps", name, "join", "steps", i),
+                        name,
+                        hint=f"add '{name}' to the `next` or a route of '{branch}'",
+                    )
 
     def _expression(self, source: str, loc: Location, step: str | None) -> frozenset[str] | None:
         try:
@@ -166,13 +246,7 @@ class _Compiler:
                 )
 
     def _check_graph(self, start: list[str], successors: dict[str, list[str]]) -> None:
-        reachable: set[str] = set()
-        todo = [s for s in start if s in successors]
-        while todo:
-            name = todo.pop()
-            if name not in reachable:
-                reachable.add(name)
-                todo.extend(t for t in successors[name] if t in successors)
+        reachable = _reachable(start, successors)
         for name in self.spec.steps:
             if name not in reachable:
                 self.fail(
@@ -209,15 +283,46 @@ class _Compiler:
                 filter_subjects=filters,
                 input=step.input,
                 next=list(step.next),
-                routes={k: list(v) for k, v in step.routes.items()},
+                routes={k: Route(to=list(r.to), when=r.when) for k, r in step.routes.items()},
+                choose=step.choose,
+                default=list(step.default),
                 on_error=list(step.on_error),
+                join=None
+                if step.join is None
+                else JoinRoute(
+                    steps=list(step.join.steps),
+                    mode=step.join.mode,
+                    timeout=step.join.timeout,
+                    on_timeout=list(step.join.on_timeout),
+                ),
+                loop=None
+                if step.loop is None
+                else LoopRoute(
+                    until=step.loop.until,
+                    max=step.loop.max,
+                    back_to=step.loop.back_to or name,
+                    on_max=step.loop.on_max,
+                ),
+                call=None
+                if step.call is None
+                else CallRoute(workflow=step.call.workflow, wait=step.call.wait),
+                for_each=None
+                if step.for_each is None
+                else ForEachRoute(
+                    items=step.for_each.items,
+                    concurrency=step.for_each.concurrency,
+                    on_item_error=step.for_each.on_item_error,
+                ),
+                set_vars=dict(step.set_vars),
                 retry=RetryRoute(
                     max_attempts=step.retry.max_attempts,
                     backoff=list(step.retry.backoff),
                     retry_on=step.retry.retry_on,
                 ),
                 timeout=step.timeout,
-                ack_wait=max(2.0, 2 * step.timeout),
+                # Hosts send in-progress heartbeats for long steps, so this need not cover
+                # the whole timeout: it bounds how soon a crashed host's messages come back.
+                ack_wait=min(30.0, max(2.0, 2 * step.timeout)),
                 concurrency=step.concurrency,
                 keep=None if kept is None else sorted(kept),
             )
@@ -246,10 +351,23 @@ class _Compiler:
 
 
 def _successors(step: StepSpec) -> list[str]:
-    out = list(step.next) + list(step.on_error)
-    for targets in step.routes.values():
-        out += targets
+    out = [*step.next, *step.default, *step.on_error]
+    for route in step.routes.values():
+        out += route.to
+    if step.join is not None:
+        out += step.join.on_timeout
     return list(dict.fromkeys(out))
+
+
+def _reachable(start: Iterable[str], successors: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = [s for s in start if s in successors]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(t for t in successors[name] if t in successors)
+    return seen
 
 
 def _keep_sets(

@@ -41,8 +41,12 @@ def _type_of(info: Any) -> str:
 
 
 def _friendly(tp: Any, metadata: Any = ()) -> str:
-    if any(type(m).__name__ == "BeforeValidator" for m in metadata or ()):
-        return "step name(s)"
+    shorthands = {"_as_list": "step name(s)", "_as_route": "step name(s) or route",
+                  "_as_join": "step names or join"}
+    for m in metadata or ():
+        name = getattr(getattr(m, "func", None), "__name__", "")
+        if name in shorthands:
+            return shorthands[name]
     origin, args = get_origin(tp), get_args(tp)
     if origin is Annotated:
         return _friendly(args[0], tp.__metadata__)
@@ -72,8 +76,14 @@ def _default_of(info: Any) -> str:
 def reference_markdown() -> str:
     parts: list[str] = []
     for title, model in MODELS:
-        parts += [f"### {title}", "", (model.__doc__ or "").strip(), "",
-                  "| field | type | default | meaning |", "|---|---|---|---|"]
+        parts += [
+            f"### {title}",
+            "",
+            (model.__doc__ or "").strip(),
+            "",
+            "| field | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for name, info in model.model_fields.items():
             key = info.alias or name
             desc = (info.description or "").replace("|", "\\|")

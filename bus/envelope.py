@@ -24,6 +24,7 @@ __all__ = [
     "decode_envelope",
     "decode_result",
     "encode",
+    "loop_suffix",
     "msg_id",
 ]
 
@@ -35,6 +36,10 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     prev: Any = None
     steps: dict[str, dict[str, Any]] = {}
     vars: dict[str, Any] = {}
+    loops: dict[str, int] = {}
+    """Iterations done so far of the loops this message is inside, by loop step."""
+    parent: str | None = None
+    """Subject to return the result to, when this execution was called by another."""
 
 
 class ErrorInfo(msgspec.Struct):
@@ -66,6 +71,19 @@ decode_result = msgspec.json.Decoder(Result).decode
 decode_dead_letter = msgspec.json.Decoder(DeadLetter).decode
 
 
-def msg_id(execution: str, from_step: str, to_step: str) -> str:
-    """JetStream de-duplication id: a re-publish after a crash is dropped by the server."""
-    return f"{execution}:{from_step}:{to_step}"
+def msg_id(
+    execution: str, from_step: str, to_step: str, loops: dict[str, int] | None = None
+) -> str:
+    """JetStream de-duplication id: a re-publish after a crash is dropped by the server.
+
+    Inside loops the iteration counters are part of it, so iterations do not collide.
+    """
+    base = f"{execution}:{from_step}:{to_step}"
+    return f"{base}:{loop_suffix(loops)}" if loops else base
+
+
+def loop_suffix(loops: dict[str, int] | None) -> str:
+    """A token naming the loop iterations (empty outside loops)."""
+    if not loops:
+        return ""
+    return "-".join(f"{k}{v}" for k, v in sorted(loops.items()))

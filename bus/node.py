@@ -70,7 +70,7 @@ class Context:
         "attempt",
         "execution_id",
         "log",
-        "route",
+        "routes",
         "scope",
         "step",
         "updated_vars",
@@ -92,16 +92,21 @@ class Context:
         self.step = step
         self.attempt = attempt
         self.scope: Mapping[str, Any] = scope or {}
-        self.route: str | None = None
+        self.routes: list[str] = []
         self.updated_vars: dict[str, Any] | None = None
         self._heartbeat = heartbeat
         self.log = logging.LoggerAdapter(
             logger, {"execution": execution_id, "workflow": workflow, "step": step}
         )
 
-    def choose(self, route: str) -> None:
-        """Send this step's output down the route named ``route`` of the step's ``routes``."""
-        self.route = route
+    def choose(self, *routes: str) -> None:
+        """Send this step's output down the named ``routes`` (several: multi-choice)."""
+        self.routes.extend(routes)
+
+    @property
+    def route(self) -> str | None:
+        """The first route chosen so far, if any."""
+        return self.routes[0] if self.routes else None
 
     def evaluate(self, expression: Expression) -> Any:
         """Evaluate a config expression against this execution's data."""

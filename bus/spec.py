@@ -7,12 +7,17 @@ workflow reference and JSON Schema.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
+    "CallSpec",
+    "ForEachSpec",
+    "JoinSpec",
+    "LoopSpec",
     "RetrySpec",
+    "RouteSpec",
     "StepSpec",
     "StreamSpec",
     "TriggerSpec",
@@ -22,6 +27,10 @@ __all__ = [
 
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
+
+
+def _as_route(value: Any) -> Any:
+    return {"to": value} if isinstance(value, list | str) else value
 
 
 StepList = Annotated[list[str], BeforeValidator(_as_list, json_schema_input_type=str | list[str])]
@@ -65,10 +74,77 @@ class TriggerSpec(_Spec):
     )
 
 
+class RouteSpec(_Spec):
+    """A route taken when its condition holds (or when the node chooses it by name)."""
+
+    to: StepList = Field(description="Steps this route leads to.")
+    when: str | None = Field(
+        None, description="CEL condition over the scope plus `output` (the node's output)."
+    )
+
+
+def _as_join(value: Any) -> Any:
+    return {"steps": value} if isinstance(value, list | str) else value
+
+
+class JoinSpec(_Spec):
+    """Wait for branches before running the step (a list is shorthand for `steps`)."""
+
+    steps: StepList = Field(description="The branches (predecessor steps) to wait for.")
+    mode: Literal["all", "any"] = Field(
+        "all",
+        description="`all`: wait for every branch that was taken (synchronization); `any`: "
+        "run on the first branch to arrive and ignore the rest (discriminator).",
+    )
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds after the first branch arrives before giving up."
+    )
+    on_timeout: StepList = Field(
+        default_factory=list,
+        description="Steps that get the partial results on timeout (else the dead letters).",
+    )
+
+
+class LoopSpec(_Spec):
+    """Repeat this step, or the steps from `back_to` to here, until a condition holds."""
+
+    until: str = Field(description="CEL condition over the scope plus `output`; true stops.")
+    max: int = Field(ge=1, le=100_000, description="Most iterations (required).")
+    back_to: str | None = Field(
+        None, description="Earlier step to repeat from (default: this step alone)."
+    )
+    on_max: Literal["fail", "continue"] = Field(
+        "fail", description="At `max` without `until`: fail the step, or continue as if done."
+    )
+
+
+class CallSpec(_Spec):
+    """Run another workflow as this step (its input is this step's input)."""
+
+    workflow: str = Field(description="Name of the workflow to call.")
+    wait: bool = Field(
+        True, description="Wait for its result (the step's output); false: fire and forget."
+    )
+
+
+class ForEachSpec(_Spec):
+    """Run the step's node once per item of a list; the output is the list of results."""
+
+    items: str = Field(description="CEL expression giving the list.")
+    concurrency: int = Field(8, ge=1, le=10_000, description="Items in flight at once.")
+    on_item_error: Literal["fail", "skip", "collect"] = Field(
+        "fail",
+        description="`fail` the step (its retry and error policy apply), `skip` the item, or "
+        '`collect` `{"error": ...}` in its place.',
+    )
+
+
 class StepSpec(_Spec):
     """One step: a node, its config, where its input comes from and where it goes next."""
 
-    node: str = Field(description="Registered node name, e.g. `transform`.")
+    node: str | None = Field(
+        None, description="Registered node name, e.g. `transform` (not with `call`)."
+    )
     with_: dict[str, Any] = Field(
         default_factory=dict, alias="with", description="The node's config."
     )
@@ -80,9 +156,36 @@ class StepSpec(_Spec):
     next: StepList = Field(
         default_factory=list, description="Steps that always follow (several = run in parallel)."
     )
-    routes: dict[str, StepList] = Field(
+    routes: dict[
+        str,
+        Annotated[
+            RouteSpec,
+            BeforeValidator(_as_route, json_schema_input_type=RouteSpec | str | list[str]),
+        ],
+    ] = Field(
         default_factory=dict,
-        description="Steps that follow when the node chooses a route by that name.",
+        description="Named routes: a list of steps (taken when the node chooses the name) or "
+        "`{to, when}` (taken when the condition holds).",
+    )
+    choose: Literal["first", "all"] = Field(
+        "first",
+        description="With conditions: take the `first` route that holds (exclusive choice) or "
+        "`all` that hold (multi-choice).",
+    )
+    default: StepList = Field(
+        default_factory=list, description="Steps taken when no route is chosen or holds."
+    )
+    join: Annotated[
+        JoinSpec | None,
+        BeforeValidator(_as_join, json_schema_input_type=JoinSpec | list[str] | None),
+    ] = Field(None, description="Wait for several branches first (a list: all of these).")
+    loop: LoopSpec | None = Field(None, description="Repeat until a condition holds.")
+    call: CallSpec | None = Field(None, description="Run another workflow as this step.")
+    for_each: ForEachSpec | None = Field(None, description="Map the node over a list.")
+    set_vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="Workflow variables to set after the step: name -> CEL over the scope "
+        "plus `output`.",
     )
     on_error: StepList = Field(
         default_factory=list,

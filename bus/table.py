@@ -11,7 +11,18 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["FORMAT", "RetryRoute", "RoutingTable", "StepRoute", "StreamSettings"]
+__all__ = [
+    "FORMAT",
+    "CallRoute",
+    "ForEachRoute",
+    "JoinRoute",
+    "LoopRoute",
+    "RetryRoute",
+    "Route",
+    "RoutingTable",
+    "StepRoute",
+    "StreamSettings",
+]
 
 FORMAT = 1
 """Version of the table's shape; bumped on any incompatible change."""
@@ -29,11 +40,41 @@ class RetryRoute(msgspec.Struct, frozen=True, kw_only=True):
         return self.backoff[min(attempt - 1, len(self.backoff) - 1)]
 
 
+class Route(msgspec.Struct, frozen=True, kw_only=True):
+    to: list[str]
+    when: str | None = None
+
+
+class JoinRoute(msgspec.Struct, frozen=True, kw_only=True):
+    steps: list[str]
+    mode: str = "all"
+    timeout: float | None = None
+    on_timeout: list[str] = []
+
+
+class LoopRoute(msgspec.Struct, frozen=True, kw_only=True):
+    until: str
+    max: int
+    back_to: str
+    on_max: str = "fail"
+
+
+class CallRoute(msgspec.Struct, frozen=True, kw_only=True):
+    workflow: str
+    wait: bool = True
+
+
+class ForEachRoute(msgspec.Struct, frozen=True, kw_only=True):
+    items: str
+    concurrency: int = 8
+    on_item_error: str = "fail"
+
+
 class StepRoute(msgspec.Struct, frozen=True, kw_only=True):
     """One step: its node, subjects and where its output goes."""
 
     name: str
-    node: str
+    node: str | None
     config: dict[str, Any]
     subject: str
     """Input subject prefix; a message for execution E arrives on ``<subject>.E``."""
@@ -41,8 +82,15 @@ class StepRoute(msgspec.Struct, frozen=True, kw_only=True):
     filter_subjects: list[str]
     input: str | None = None
     next: list[str] = []
-    routes: dict[str, list[str]] = {}
+    routes: dict[str, Route] = {}
+    choose: str = "first"
+    default: list[str] = []
     on_error: list[str] = []
+    join: JoinRoute | None = None
+    loop: LoopRoute | None = None
+    call: CallRoute | None = None
+    for_each: ForEachRoute | None = None
+    set_vars: dict[str, str] = {}
     retry: RetryRoute
     timeout: float
     ack_wait: float
@@ -52,7 +100,16 @@ class StepRoute(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def terminal(self) -> bool:
-        return not self.next and not self.routes
+        return not self.next and not self.routes and not self.default
+
+    def successors(self) -> list[str]:
+        """Every step this one can send to (routes, default, error routes, join timeout)."""
+        out = [*self.next, *self.default, *self.on_error]
+        for route in self.routes.values():
+            out += route.to
+        if self.join is not None:
+            out += self.join.on_timeout
+        return list(dict.fromkeys(out))
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):

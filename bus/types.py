@@ -15,8 +15,12 @@ __all__ = [
     "ATTEMPT",
     "ERROR",
     "EXECUTION",
+    "JOIN_TIMER",
     "MSG_ID",
+    "PARENT",
+    "RETURN",
     "ROUTE",
+    "SKIP",
     "STEP",
     "TRACEPARENT",
     "TRACESTATE",
@@ -40,6 +44,10 @@ STEP = "Nano-Step"
 ROUTE = "Nano-Route"
 ATTEMPT = "Nano-Attempt"
 ERROR = "Nano-Error"
+SKIP = "Nano-Skip"
+JOIN_TIMER = "Nano-Join-Timer"
+PARENT = "Nano-Parent"
+RETURN = "Nano-Return"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MSG_ID = "Nats-Msg-Id"
