@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from . import subjects
+from .cancel import cancel_execution
 from .envelope import decode_dead_letter, decode_result
 from .errors import NanoError
 from .types import EXECUTION, MSG_ID
@@ -65,6 +66,10 @@ class Client:
                 ) from None
             raise
         return execution
+
+    async def cancel(self, workflow: str, execution: str) -> None:
+        """Cancel an execution: hosts drop its pending steps and record it as Cancelled."""
+        await cancel_execution(self.js, workflow, execution)
 
     async def run(
         self, workflow: str, payload: Any, *, timeout: float = 30.0, execution: str | None = None

@@ -163,7 +163,7 @@ class StepRunner:
                     return
                 if RETURN in headers:
                     env = await self._caller_envelope(delivery)
-                    output = self._returned(delivery)
+                    output: Any = self._returned(delivery)
                     plan = self._plan(execution, env, output, None)
                     await self._forward(delivery, execution, plan, output)
                     return
@@ -185,7 +185,7 @@ class StepRunner:
             if self.step.call is not None:
                 if await self._call(delivery, execution, env):
                     return
-                output: Any = {"execution": self._child_id(execution, env)}
+                output = {"execution": self._child_id(execution, env)}
                 chosen: list[str] | None = None
             else:
                 output, chosen = await self._run(delivery, execution, env)

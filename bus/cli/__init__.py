@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .ops import cancel_command, graph_command
 from .publish import publish_command
 from .up import host_command, up_command
 from .workflows import compile_command, validate_command
@@ -22,6 +23,8 @@ app.command("host")(host_command)
 app.command("publish")(publish_command)
 app.command("validate")(validate_command)
 app.command("compile")(compile_command)
+app.command("graph")(graph_command)
+app.command("cancel")(cancel_command)
 
 
 def main() -> None:

@@ -290,3 +290,37 @@ async def test_provisioning_twice_keeps_messages_and_stores_the_table(nats_url: 
     )
     assert info.state.messages == 1 and info.config.max_age == 60
     assert tables["prov"] == changed
+
+
+@node("wait")
+async def wait(ctx: Context, input: Any) -> Any:
+    await asyncio.sleep(1.0)
+    return input
+
+
+REGISTRY.add(wait)
+
+
+async def test_a_cancelled_execution_stops_at_its_next_step(nats_url: str) -> None:
+    wf = "name: cancel\nsteps:\n  a: {node: wait, next: b}\n  b: {node: upper}\n"
+    async with running(nats_url, wf) as (client, _, _):
+        execution = await client.start("cancel", {"name": "x"})
+        await client.cancel("cancel", execution)
+        outcome = await client.outcome("cancel", execution, timeout=20)
+        info = await client.js.stream_info("NANO_CANCEL", subjects_filter="nano.cancel.>")
+    assert not outcome.ok and outcome.error is not None
+    assert outcome.error["type"] == "Cancelled"
+    assert f"nano.cancel._done.{execution}" not in (info.state.subjects or {})
+
+
+async def test_the_graph_of_a_workflow_is_drawn_offline() -> None:
+    from nanoservice.graph import to_mermaid
+
+    table = compile_text(
+        "name: g\nsteps:\n  a: {node: score, routes: {high: [b], low: [c]}}\n"
+        "  b: {node: upper}\n  c: {node: upper}\n",
+        REGISTRY,
+    )
+    chart = to_mermaid(table)
+    assert 'a -- "high" --> b' in chart and 'a -- "low" --> c' in chart
+    assert "b --> done((done))" in chart

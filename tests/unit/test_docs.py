@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from nanoservice.compiler import compile_file, compile_text
-from nanoservice.docgen import render_workflows_doc, workflow_schema
+from nanoservice.docgen import patterns_markdown, render_workflows_doc, workflow_schema
 from nanoservice.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ def blocks(kind: str) -> list[tuple[str, str]]:
     return found
 
 
-REGISTRY = Registry.discover()
+REGISTRY = Registry.discover([ROOT / "tests" / "patterns" / "nodes"])
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "workflows").glob("*.yaml")), ids=lambda p: p.name)
@@ -71,6 +72,13 @@ def test_generated_reference_is_current() -> None:
     assert render_workflows_doc(page) == page, "run: python -m nanoservice.docgen"
     schema = json.loads((ROOT / "docs" / "workflow.schema.json").read_text())
     assert schema == workflow_schema(), "run: python -m nanoservice.docgen"
+
+
+def test_generated_patterns_page_is_current() -> None:
+    page = (ROOT / "docs" / "patterns.md").read_text()
+    assert patterns_markdown(ROOT / "tests" / "patterns") == page, (
+        "run: python -m nanoservice.docgen"
+    )
 
 
 def test_hello_matches_the_published_schema() -> None:

@@ -26,8 +26,11 @@ def test_nodes_never_import_the_transport() -> None:
         tree = ast.parse(path.read_text())
         for stmt in ast.walk(tree):
             if isinstance(stmt, ast.ImportFrom | ast.Import):
-                names = [stmt.module or ""] if isinstance(stmt, ast.ImportFrom) else [
-                    a.name for a in stmt.names]
+                names = (
+                    [stmt.module or ""]
+                    if isinstance(stmt, ast.ImportFrom)
+                    else [a.name for a in stmt.names]
+                )
                 for name in names:
                     assert not name.startswith("nats"), f"{path.name} imports {name}"
                     assert "transport" not in name, f"{path.name} imports {name}"
@@ -38,8 +41,20 @@ def test_spec_and_compiler_never_touch_nats() -> None:
     from pathlib import Path
 
     bus = Path(nanoservice.__file__).parent
-    offline = ["types", "subjects", "errors", "expr", "loader", "spec", "table", "compiler",
-               "node", "registry", "envelope", "project"]
+    offline = [
+        "types",
+        "subjects",
+        "errors",
+        "expr",
+        "loader",
+        "spec",
+        "table",
+        "compiler",
+        "node",
+        "registry",
+        "envelope",
+        "project",
+    ]
     for module in offline:
         tree = ast.parse((bus / f"{module}.py").read_text())
         for stmt in ast.walk(tree):

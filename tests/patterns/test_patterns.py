@@ -1,0 +1,127 @@
+"""The workflow-pattern catalogue, each pattern a YAML file beside this test, run on a real
+nats-server: the workflow (plus any it calls), its cases (input -> output or error), and the
+steps whose node must have run exactly once per execution (``once``)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from nanoservice.client import Client
+from nanoservice.compiler import compile_text
+from nanoservice.host import Host, select_steps
+from nanoservice.nats_transport import NatsTransport
+from nanoservice.node import Context, NodeInstance, NodeType
+from nanoservice.provision import provision
+from nanoservice.registry import Registry
+
+HERE = Path(__file__).parent
+PATTERNS = sorted(HERE.glob("*.yaml"))
+SPECS = {path: yaml.safe_load(path.read_text()) for path in PATTERNS}
+calls: Counter[tuple[str, str]] = Counter()
+
+
+class _Counted(NodeInstance):
+    def __init__(self, inner: NodeInstance) -> None:
+        self.inner = inner
+
+    async def setup(self) -> None:
+        await self.inner.setup()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def handle(self, ctx: Context, input: Any) -> Any:
+        calls[(ctx.execution_id, ctx.step)] += 1
+        return await self.inner.handle(ctx, input)
+
+
+def counting(node_type: NodeType) -> NodeType:
+    create = node_type.create
+
+    def build(config: BaseModel) -> NodeInstance:
+        return _Counted(create(config))
+
+    return dataclasses.replace(node_type, create=build)
+
+
+_ALL = Registry.discover([HERE / "nodes"])  # built-ins plus the test nodes in ./nodes
+REGISTRY = Registry(counting(_ALL.get(n)) for n in _ALL.names())
+
+
+def matches(expected: Any, actual: Any) -> bool:
+    """Equal, except that an expected mapping only needs its own keys to match."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and matches(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(matches(e, a) for e, a in zip(expected, actual, strict=True))
+        )
+    return bool(expected == actual)
+
+
+async def hosted(url: str, spec: dict[str, Any]) -> AsyncIterator[Client]:
+    workflows = [spec["workflow"], *spec.get("also", [])]
+    tables = [
+        compile_text(yaml.safe_dump(w, sort_keys=False), REGISTRY, file=w["name"])
+        for w in workflows
+    ]
+    nc = await nats.connect(url)
+    hnc = await nats.connect(url)
+    transport = NatsTransport(hnc)
+    await transport.start()
+    for table in tables:
+        await provision(nc.jetstream(), table)
+    host = Host(transport, REGISTRY, select_steps(tables), js=hnc.jetstream())
+    await host.start()
+    try:
+        yield Client(nc)
+    finally:
+        await host.stop(drain_timeout=2)
+        await transport.close()
+        await hnc.close()
+        await nc.close()
+
+
+@pytest.mark.parametrize("path", PATTERNS, ids=[p.stem for p in PATTERNS])
+async def test_pattern(path: Path, nats_url: str) -> None:
+    spec = SPECS[path]
+    name = spec["workflow"]["name"]
+    async for client in hosted(nats_url, spec):
+        outcomes = await asyncio.gather(
+            *(client.run(name, case["input"], timeout=20) for case in spec["cases"])
+        )
+        for case, outcome in zip(spec["cases"], outcomes, strict=True):
+            if "error" in case:
+                assert not outcome.ok, f"{path.name}: expected failure, got {outcome}"
+                expected = case["error"]
+                assert outcome.error is not None and outcome.error["type"] == expected["type"], (
+                    outcome
+                )
+                assert outcome.step == expected.get("step", outcome.step)
+            else:
+                assert outcome.ok, f"{path.name}: {case['input']} -> {outcome}"
+                assert matches(case["output"], outcome.output), (
+                    f"{path.name}: {case['input']} -> {outcome.output!r}"
+                )
+            for step in case.get("once", []):
+                assert calls[(outcome.execution, step)] == 1, (
+                    f"{path.name}: step {step} ran {calls[(outcome.execution, step)]} times"
+                )
+        info = await client.js.stream_info(
+            f"NANO_{name.upper()}", subjects_filter=f"nano.{name}._done.*"
+        )
+        assert set((info.state.subjects or {}).values()) <= {1}, "an execution has 2 results"
