@@ -47,7 +47,14 @@ class Client:
         self.nc = nc
         self.js = nc.jetstream()
 
-    async def start(self, workflow: str, payload: Any, *, execution: str | None = None) -> str:
+    async def start(
+        self,
+        workflow: str,
+        payload: Any,
+        *,
+        execution: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
         """Publish a trigger; returns the execution id once the server has stored it."""
         execution = execution or subjects.new_execution_id()
         if not subjects.is_valid_token(execution):
@@ -56,7 +63,7 @@ class Client:
             await self.js.publish(
                 subjects.start_subject(workflow, execution),
                 msgspec.json.encode(payload),
-                headers={EXECUTION: execution, MSG_ID: f"{execution}:_start"},
+                headers={EXECUTION: execution, MSG_ID: f"{execution}:_start", **(headers or {})},
             )
         except Exception as exc:
             if "no responders" in str(exc).lower() or type(exc).__name__ == "NoRespondersError":
@@ -74,10 +81,19 @@ class Client:
     async def run(
         self, workflow: str, payload: Any, *, timeout: float = 30.0, execution: str | None = None
     ) -> Outcome:
-        """Start an execution and wait for its result or dead letter."""
+        """Start an execution and wait for its result or dead letter.
+
+        Idempotent for a given ``execution``: if it already ran, its stored outcome is
+        returned, and a second start within the de-duplication window is dropped.
+        """
+        given = execution is not None
         execution = execution or subjects.new_execution_id()
         waiter = await self._watch(workflow, execution)
         try:
+            if given:
+                stored = await self._stored(workflow, execution)
+                if stored is not None:
+                    return stored
             await self.start(workflow, payload, execution=execution)
             return await asyncio.wait_for(waiter.outcome, timeout)
         finally:

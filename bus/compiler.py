@@ -136,8 +136,8 @@ class _Compiler:
 
     def _check_node(self, name: str, step: StepSpec, loc: Location) -> None:
         if step.call is not None:
-            if step.node is not None or step.for_each is not None:
-                self.fail("a `call` step has no `node` or `for_each`", loc, name)
+            if step.node is not None:
+                self.fail("a `call` step has no `node`", loc, name)
             if not subjects.is_valid_token(step.call.workflow):
                 self.fail(
                     f"workflow name '{step.call.workflow}' is not valid",

@@ -15,9 +15,13 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from .cancel import CancelWatcher
+from .client import Client
+from .client import Client
 from .joins import JoinStore, joins_bucket
 from .node import NodeInstance
 from .registry import Registry
@@ -52,8 +56,8 @@ def select_steps(
 class Host:
     """Runs the consumers of the given steps over one transport.
 
-    ``js`` (a JetStream context) enables what needs KV: joins, waiting sub-workflow calls
-    and cancellation. Without it those steps fail with a clear error.
+    ``nc`` (the NATS connection) enables what needs KV or a client: joins, sub-workflow
+    calls, for-each over calls and cancellation. Without it those steps fail clearly.
     """
 
     def __init__(
@@ -62,12 +66,13 @@ class Host:
         registry: Registry,
         steps: list[tuple[RoutingTable, StepRoute]],
         *,
-        js: JetStreamContext | None = None,
+        nc: NATS | None = None,
     ) -> None:
         self.transport = transport
         self.registry = registry
         self.steps = steps
-        self.js = js
+        self.nc = nc
+        self.js: JetStreamContext | None = nc.jetstream() if nc is not None else None
         self.runners: list[StepRunner] = []
         self._subscriptions: list[Any] = []
         self._instances: list[NodeInstance] = []
@@ -76,8 +81,9 @@ class Host:
 
     async def _services(self) -> Services:
         services = Services(self.transport)
-        if self.js is None:
+        if self.js is None or self.nc is None:
             return services
+        services.client = Client(self.nc)
         replicas = max((t.stream.replicas for t, _ in self.steps), default=1)
         if any(step.join for _, step in self.steps):
             services.joins = JoinStore(await joins_bucket(self.js, replicas=replicas))

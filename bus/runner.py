@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from . import subjects
 from .cancel import CancelWatcher
+from .client import Client
 from .envelope import (
     DeadLetter,
     Envelope,
@@ -85,6 +86,7 @@ class Services:
     joins: JoinStore | None = None
     calls: KeyValue | None = None
     cancels: CancelWatcher | None = None
+    client: Client | None = None
 
 
 @dataclass
@@ -182,7 +184,11 @@ class StepRunner:
                     f"gave up after {delivery.delivered - 1} deliveries without an outcome "
                     "(did processing kill the host?)"
                 )
-            if self.step.call is not None:
+            if self.step.call is not None and self.step.for_each is not None:
+                async with asyncio.timeout(self.step.timeout):
+                    output = await self._map_call(execution, env)
+                chosen = None
+            elif self.step.call is not None:
                 if await self._call(delivery, execution, env):
                     return
                 output = {"execution": self._child_id(execution, env)}
@@ -587,6 +593,51 @@ class StepRunner:
         if call.wait:
             await delivery.ack()
         return call.wait
+
+    async def _map_call(self, execution: str, env: Envelope) -> list[Any]:
+        """Run the called workflow once per item (bounded), results in input order.
+
+        Child executions have ids derived from this one and the item's index, so after a
+        crash the redelivered step finds the children that already finished.
+        """
+        call, each, client = self.step.call, self.step.for_each, self.services.client
+        assert call is not None and each is not None and self.items is not None
+        if client is None:
+            raise NonRetryableError("for_each over a call needs a NATS client (host without)")
+        scope = self._scope(execution, env)
+        items = self.items.evaluate(scope)
+        if not isinstance(items, list):
+            raise NonRetryableError(f"for_each items must be a list, got {type(items).__name__}")
+        slots = asyncio.Semaphore(each.concurrency)
+        base = self._child_id(execution, env)
+
+        async def one(index: int, item: Any) -> Any:
+            item_scope = {**scope, "item": item, "index": index}
+            value = self.input_expr.evaluate(item_scope) if self.input_expr else item
+            child = f"{base}-{index}"
+            if len(child) > 64:
+                child = hashlib.blake2s(child.encode(), digest_size=16).hexdigest()
+            async with slots:
+                outcome = await client.run(
+                    call.workflow, value, execution=child, timeout=self.step.timeout
+                )
+            if outcome.ok:
+                return outcome.output
+            error = outcome.error or {}
+            if each.on_item_error == "fail":
+                raise CallFailedError(
+                    f"item {index}: called workflow '{call.workflow}' failed "
+                    f"at step '{outcome.step}': {error.get('type')}: "
+                    f"{error.get('message')}"
+                )
+            return (
+                _SKIPPED
+                if each.on_item_error == "skip"
+                else {"error": {"type": error.get("type"), "message": error.get("message")}}
+            )
+
+        results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        return [r for r in results if r is not _SKIPPED]
 
     async def _caller_envelope(self, delivery: Delivery) -> Envelope:
         """The envelope this step had when it made the call that is now returning."""

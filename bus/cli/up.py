@@ -173,7 +173,7 @@ async def _run_host(
     chosen = select_steps(tables, only)
     if not chosen:
         raise NanoError(f"no steps match {', '.join(only or [])}")
-    host = Host(transport, registry, chosen, js=nc.jetstream())
+    host = Host(transport, registry, chosen, nc=nc)
     await host.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

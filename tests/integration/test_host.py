@@ -85,7 +85,7 @@ async def running(
         hnc = await nats.connect(url)
         transport = NatsTransport(hnc)
         await transport.start()
-        host = Host(transport, REGISTRY, select_steps([table]), js=hnc.jetstream())
+        host = Host(transport, REGISTRY, select_steps([table]), nc=hnc)
         await host.start()
         hosts.append(host)
         conns.append(hnc)

@@ -85,7 +85,7 @@ async def hosted(url: str, spec: dict[str, Any]) -> AsyncIterator[Client]:
     await transport.start()
     for table in tables:
         await provision(nc.jetstream(), table)
-    host = Host(transport, REGISTRY, select_steps(tables), js=hnc.jetstream())
+    host = Host(transport, REGISTRY, select_steps(tables), nc=hnc)
     await host.start()
     try:
         yield Client(nc)
