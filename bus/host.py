@@ -16,11 +16,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from .cancel import CancelWatcher
-from .client import Client
 from .client import Client
 from .joins import JoinStore, joins_bucket
 from .node import NodeInstance
