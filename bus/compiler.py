@@ -87,6 +87,7 @@ class _Compiler:
         self._check_triggers()
         successors = {n: _successors(s) for n, s in spec.steps.items()}
         self._check_joins()
+        self._check_upstream(refs, successors)
         self._check_graph(start, successors)
         if self.problems:
             raise WorkflowError(self.problems)
@@ -182,6 +183,21 @@ class _Compiler:
                 (*loc, "loop", "back_to"),
                 name,
             )
+
+    def _check_upstream(
+        self, refs: dict[str, frozenset[str] | None], successors: dict[str, list[str]]
+    ) -> None:
+        """A step can only read the output of a step that may run before it."""
+        for name, used in refs.items():
+            for ref in sorted(used or ()):
+                if ref == name or ref not in successors:
+                    continue
+                if name not in _reachable(successors.get(ref, []), successors):
+                    self.fail(
+                        f"reads steps.{ref}, but '{ref}' never runs before this step",
+                        ("steps", name),
+                        name,
+                    )
 
     def _check_joins(self) -> None:
         for name, step in self.spec.steps.items():
@@ -322,7 +338,7 @@ class _Compiler:
                 timeout=step.timeout,
                 # Hosts send in-progress heartbeats for long steps, so this need not cover
                 # the whole timeout: it bounds how soon a crashed host's messages come back.
-                ack_wait=min(30.0, max(2.0, 2 * step.timeout)),
+                ack_wait=step.ack_wait or min(30.0, max(2.0, 2 * step.timeout)),
                 concurrency=step.concurrency,
                 keep=None if kept is None else sorted(kept),
             )

@@ -64,6 +64,18 @@ def compile_files(files: Iterable[Path], registry: Registry) -> list[RoutingTabl
             continue
         seen[table.workflow] = path
         tables.append(table)
+    for table in tables:
+        for step in table.steps.values():
+            if step.call is not None and step.call.workflow not in seen:
+                problems.append(
+                    Problem(
+                        f"calls workflow '{step.call.workflow}', which is not among the files "
+                        "compiled together",
+                        file=table.source,
+                        step=step.name,
+                        hint=f"known: {', '.join(sorted(seen))}",
+                    )
+                )
     if problems:
         raise WorkflowError(problems)
     return tables

@@ -193,6 +193,13 @@ class StepSpec(_Spec):
     )
     retry: RetrySpec = Field(default_factory=RetrySpec, description="Retry policy.")
     timeout: float = Field(30.0, gt=0, description="Seconds one attempt may take.")
+    ack_wait: float | None = Field(
+        None,
+        ge=1,
+        description="Seconds the server waits for an ack before redelivering (default: "
+        "2 x timeout, at most 30; hosts send heartbeats for longer steps). Shorter brings a "
+        "crashed host's messages back sooner.",
+    )
     concurrency: int = Field(
         256, ge=1, le=100_000, description="Messages in flight per host for this step."
     )

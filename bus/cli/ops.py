@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from nats.js import JetStreamContext
 
 from ..cancel import cancel_execution
 from ..connect import connect, resolve_url
 from ..errors import NanoError, WorkflowError
 from ..graph import to_mermaid
 from ..project import compile_files, project_registry
+from ..provision import load_tables
+from ..subjects import execution_filter
 from .common import NatsUrl, console, die, err_console, run
 
 __all__ = ["cancel_command", "graph_command"]
@@ -34,21 +37,39 @@ def graph_command(
 
 
 def cancel_command(
-    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
     execution: Annotated[str, typer.Argument(help="Execution id.")],
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", "-w", help="Its workflow (default: found from the id)."),
+    ] = None,
     nats_url: NatsUrl = None,
 ) -> None:
     """Cancel a running execution: its pending steps are dropped, its outcome is Cancelled."""
-    run(_cancel(resolve_url(nats_url), workflow, execution))
-    console.print(f"cancelled {workflow} execution {execution}")
+    found = run(_cancel(resolve_url(nats_url), workflow, execution))
+    console.print(f"cancelled {found} execution {execution}")
 
 
-async def _cancel(url: str, workflow: str, execution: str) -> None:
+async def _cancel(url: str, workflow: str | None, execution: str) -> str:
     try:
         nc = await connect(url, name="nano cancel", reconnect=False)
     except Exception as exc:
         raise NanoError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
     try:
-        await cancel_execution(nc.jetstream(), workflow, execution)
+        js = nc.jetstream()
+        if workflow is None:
+            workflow = await _workflow_of(js, execution)
+        await cancel_execution(js, workflow, execution)
+        return workflow
     finally:
         await nc.close()
+
+
+async def _workflow_of(js: JetStreamContext, execution: str) -> str:
+    """The workflow whose stream has messages of this execution."""
+    for name, table in (await load_tables(js)).items():
+        info = await js.stream_info(
+            table.stream.name, subjects_filter=execution_filter(name, execution)
+        )
+        if info.state.subjects:
+            return name
+    raise NanoError(f"no workflow has an execution {execution!r} (give --workflow)")

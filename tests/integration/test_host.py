@@ -324,3 +324,45 @@ async def test_the_graph_of_a_workflow_is_drawn_offline() -> None:
     chart = to_mermaid(table)
     assert 'a -- "high" --> b' in chart and 'a -- "low" --> c' in chart
     assert "b --> done((done))" in chart
+
+
+runs: dict[str, int] = {}
+
+
+@node("long")
+async def long(ctx: Context, input: Any) -> Any:
+    runs[ctx.execution_id] = runs.get(ctx.execution_id, 0) + 1
+    await asyncio.sleep(3.0)
+    return {"ran": True}
+
+
+REGISTRY.add(long)
+
+
+async def test_heartbeats_keep_a_step_longer_than_its_ack_wait_from_redelivery(
+    nats_url: str,
+) -> None:
+    # ack_wait 1 s, the node takes 3 s: without in-progress heartbeats the server would
+    # redeliver the message (to this or another replica) while it still runs.
+    wf = "name: beat\nsteps:\n  a: {node: long, timeout: 10, ack_wait: 1}\n"
+    async with running(nats_url, wf, replicas=2) as (client, _, _):
+        outcome = await run(client, "beat", {})
+        await asyncio.sleep(1.5)  # a late redelivery would have run by now
+    assert outcome.ok and outcome.output == {"ran": True}
+    assert runs[outcome.execution] == 1
+
+
+async def test_a_join_fires_once_when_replicas_race_on_its_branches(nats_url: str) -> None:
+    branches = [f"b{i}" for i in range(5)]
+    steps = "".join(f"  {b}: {{node: upper, input: '{{\"name\": \"{b}\"}}', next: j}}\n"
+                    for b in branches)
+    wf = (f"name: race\nsteps:\n  split: {{node: upper, next: [{', '.join(branches)}]}}\n"
+          f"{steps}  j: {{node: upper, join: [{', '.join(branches)}], "
+          "input: '{\"name\": string(size(prev))}'}\n")
+    async with running(nats_url, wf, replicas=3) as (client, _, _):
+        outcomes = await asyncio.gather(*(run(client, "race", {"name": f"x{i}"})
+                                          for i in range(20)))
+        info = await client.js.stream_info("NANO_RACE", subjects_filter="nano.race.j.*")
+    assert all(o.ok and o.output == {"name": "5"} for o in outcomes), outcomes
+    # every branch delivered once to the join, nothing duplicated by the race
+    assert set((info.state.subjects or {}).values()) == {5}

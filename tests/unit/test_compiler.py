@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,3 +174,69 @@ def test_yaml_aliases_are_refused() -> None:
 def test_a_workflow_must_be_a_mapping() -> None:
     (msg,) = problems("- just\n- a list\n")
     assert "must be a mapping" in msg
+
+
+def test_reading_a_step_that_runs_later_is_an_error() -> None:
+    (msg,) = problems(
+        "name: w\nsteps:\n  a: {node: echo, input: 'steps.b.output', next: b}\n  b: {node: echo}\n"
+    )
+    assert "reads steps.b, but 'b' never runs before this step" in msg
+
+
+def test_a_join_on_a_step_that_never_routes_to_it() -> None:
+    found = problems(
+        "name: w\nsteps:\n  a: {node: echo, next: [b, c]}\n  b: {node: echo}\n"
+        "  c: {node: echo, next: j}\n  j: {node: echo, join: [b, c]}\n"
+    )
+    assert any("join can never complete: step 'b' never routes here" in p for p in found)
+
+
+def test_conditional_routes_compile_and_mixing_is_refused() -> None:
+    table = compile_(
+        "name: w\nsteps:\n  a:\n    node: echo\n    choose: all\n    routes:\n"
+        "      x: {when: 'output.v > 1', to: b}\n      y: {when: 'true', to: [c]}\n"
+        "  b: {node: echo}\n  c: {node: echo}\n"
+    )
+    assert table.steps["a"].routes["x"].when == "output.v > 1"
+    assert table.steps["a"].choose == "all"
+    (msg,) = problems(
+        "name: w\nsteps:\n  a:\n    node: echo\n    routes:\n"
+        "      x: {when: 'true', to: b}\n      y: [b]\n  b: {node: echo}\n"
+    )
+    assert "mix of routes with and without `when`" in msg
+
+
+def test_a_loop_back_edge_is_not_a_cycle_but_must_lead_back() -> None:
+    table = compile_(
+        "name: w\nsteps:\n  a: {node: echo, next: b}\n"
+        "  b: {node: echo, loop: {until: 'output.done', max: 5, back_to: a}}\n"
+    )
+    assert table.steps["b"].loop is not None and table.steps["b"].loop.back_to == "a"
+    found = problems(
+        "name: w\nsteps:\n  a: {node: echo, next: [b, c]}\n  b: {node: echo}\n"
+        "  c: {node: echo, loop: {until: 'true', max: 5, back_to: b}}\n"
+    )
+    assert any("loop back_to 'b' does not lead to this step" in p for p in found)
+
+
+def test_a_loop_needs_a_bound() -> None:
+    (msg,) = problems("name: w\nsteps:\n  a: {node: echo, loop: {until: 'true'}}\n")
+    assert "steps.a.loop.max: field required" in msg
+
+
+def test_call_steps_have_no_node() -> None:
+    (msg,) = problems("name: w\nsteps:\n  a: {node: echo, call: {workflow: other}}\n")
+    assert "a `call` step has no `node`" in msg
+    (msg,) = problems("name: w\nsteps:\n  a: {input: 'prev'}\n")
+    assert "a step needs a `node` (or a `call`)" in msg
+
+
+def test_a_call_to_a_workflow_not_compiled_together(tmp_path: Path) -> None:
+    from nanoservice.project import compile_files
+
+    (tmp_path / "a.yaml").write_text("name: a\nsteps:\n  s: {call: {workflow: missing}}\n")
+    (tmp_path / "b.yaml").write_text("name: b\nsteps:\n  s: {call: {workflow: a}}\n")
+    with pytest.raises(WorkflowError) as info:
+        compile_files(sorted(tmp_path.glob("*.yaml")), REGISTRY)
+    (problem,) = info.value.problems
+    assert "calls workflow 'missing'" in str(problem) and problem.step == "s"
