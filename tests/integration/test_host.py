@@ -354,14 +354,18 @@ async def test_heartbeats_keep_a_step_longer_than_its_ack_wait_from_redelivery(
 
 async def test_a_join_fires_once_when_replicas_race_on_its_branches(nats_url: str) -> None:
     branches = [f"b{i}" for i in range(5)]
-    steps = "".join(f"  {b}: {{node: upper, input: '{{\"name\": \"{b}\"}}', next: j}}\n"
-                    for b in branches)
-    wf = (f"name: race\nsteps:\n  split: {{node: upper, next: [{', '.join(branches)}]}}\n"
-          f"{steps}  j: {{node: upper, join: [{', '.join(branches)}], "
-          "input: '{\"name\": string(size(prev))}'}\n")
+    steps = "".join(
+        f'  {b}: {{node: upper, input: \'{{"name": "{b}"}}\', next: j}}\n' for b in branches
+    )
+    wf = (
+        f"name: race\nsteps:\n  split: {{node: upper, next: [{', '.join(branches)}]}}\n"
+        f"{steps}  j: {{node: upper, join: [{', '.join(branches)}], "
+        "input: '{\"name\": string(size(prev))}'}\n"
+    )
     async with running(nats_url, wf, replicas=3) as (client, _, _):
-        outcomes = await asyncio.gather(*(run(client, "race", {"name": f"x{i}"})
-                                          for i in range(20)))
+        outcomes = await asyncio.gather(
+            *(run(client, "race", {"name": f"x{i}"}) for i in range(20))
+        )
         info = await client.js.stream_info("NANO_RACE", subjects_filter="nano.race.j.*")
     assert all(o.ok and o.output == {"name": "5"} for o in outcomes), outcomes
     # every branch delivered once to the join, nothing duplicated by the race
