@@ -35,7 +35,8 @@ async def connect(
     """Connect, reconnecting forever (hosts ride out server restarts) unless told not to."""
 
     async def on_error(exc: Exception) -> None:
-        log.warning("NATS error: %s", exc)
+        if client:  # errors of the first connect are raised, not logged
+            log.warning("NATS error: %s", exc)
 
     client: list[NATS] = []
 
@@ -46,17 +47,21 @@ async def connect(
     async def on_reconnect() -> None:
         log.info("reconnected to NATS")
 
+    # The first connect gives up after two rounds over the servers (nats-py would otherwise
+    # retry forever); once connected, a host reconnects forever.
     nc = await nats.connect(
         servers=url.split(","),
         name=name,
         connect_timeout=connect_timeout,
-        allow_reconnect=reconnect,
-        max_reconnect_attempts=-1 if reconnect else 0,
+        allow_reconnect=True,
+        max_reconnect_attempts=2,
         reconnect_time_wait=0.5,
         pending_size=8 * 1024 * 1024,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    nc.options["max_reconnect_attempts"] = -1 if reconnect else 0
+    nc.options["allow_reconnect"] = reconnect
     client.append(nc)
     return nc

@@ -273,10 +273,16 @@ class Puller:
             top_up.add_done_callback(self._tasks.discard)
 
     async def _watch(self) -> None:
-        """Pull requests die with a connection; re-issue them when nothing has been heard."""
+        """Pull requests die with a connection: re-issue them after a reconnect, or when
+        nothing at all has been heard for two request lifetimes."""
+        reconnects = self.nc.stats["reconnects"]
         while not self.stopped:
-            await asyncio.sleep(self.expires)
-            if time.monotonic() - self._last_seen > 2 * self.expires and self.nc.is_connected:
+            await asyncio.sleep(min(0.5, self.expires))
+            if not self.nc.is_connected:
+                continue
+            silent = time.monotonic() - self._last_seen > 2 * self.expires
+            if self.nc.stats["reconnects"] != reconnects or silent:
+                reconnects = self.nc.stats["reconnects"]
                 self.outstanding = 0
                 self._last_seen = time.monotonic()
                 await self._top_up()

@@ -43,7 +43,7 @@ def setup_logging(level: str = "info") -> None:
 
 
 def die(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 

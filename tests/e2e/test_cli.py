@@ -1,0 +1,315 @@
+"""The ``nano`` CLI as a user runs it: real subprocesses, each test in its own folder.
+
+Every wait is bounded and a failure shows what the processes printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+NANO = Path(sys.executable).parent / "nano"
+REPO = Path(__file__).resolve().parents[2]
+HELLO = REPO / "workflows" / "hello.yaml"
+
+START_TIMEOUT = 40.0  # two shared cores: a cold `nano up` can take a while
+STOP_TIMEOUT = 20.0
+CMD_TIMEOUT = 30.0
+
+
+def _env() -> dict[str, str]:
+    """The user's environment without anything that would point `nano` elsewhere."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "PYTHONASYNCIODEBUG")}
+    env["COLUMNS"] = "200"  # keep rich from wrapping messages we match on
+    env["NO_COLOR"] = "1"
+    return env
+
+
+class Background:
+    """A long-running `nano` subprocess whose output is read by threads, line by line."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            [str(NANO), *args],
+            cwd=cwd,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout, True)),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, False)),
+        ]
+        for reader in self._readers:
+            reader.daemon = True
+            reader.start()
+
+    def _read(self, stream, sink: list[str], forward: bool) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            sink.append(line)
+            if forward:
+                self._lines.put(line)
+        if forward:
+            self._lines.put(None)
+
+    def output(self) -> str:
+        return (
+            f"$ nano {' '.join(self.args)} (exit {self.proc.poll()})\n"
+            f"--- stdout ---\n{''.join(self.stdout)}--- stderr ---\n{''.join(self.stderr[-60:])}"
+        )
+
+    def wait_for_line(self, prefix: str, timeout: float = START_TIMEOUT) -> str:
+        """The first stdout line starting with ``prefix``; fail on exit or after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"no line starting {prefix!r} within {timeout:g} s\n{self.output()}")
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                self.proc.wait(5)
+                pytest.fail(f"process ended before a line starting {prefix!r}\n{self.output()}")
+            if line.startswith(prefix):
+                return line
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process still running after {timeout:g} s\n{self.output()}")
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+    def close(self) -> None:
+        """Stop the process if the test left it running (SIGTERM, then SIGKILL)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def nano(*args: str, cwd: Path, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run one `nano` command to completion (bounded)."""
+    try:
+        return subprocess.run(
+            [str(NANO), *args],
+            cwd=cwd,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(
+            f"`nano {' '.join(args)}` still running after {timeout:g} s\n"
+            f"--- stdout ---\n{exc.stdout or ''}\n--- stderr ---\n{(exc.stderr or '')[-3000:]}"
+        )
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"$ {' '.join(map(str, result.args))} (exit {result.returncode})\n"
+        f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
+    )
+
+
+def flat(text: str) -> str:
+    """Whitespace collapsed, so a wrapped console message still matches."""
+    return " ".join(text.split())
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def children(pid: int) -> set[int]:
+    """Direct children of ``pid`` (Linux /proc; empty elsewhere)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh project folder with the sample workflow, as `nano new` would leave it."""
+    (tmp_path / "workflows").mkdir()
+    shutil.copy(HELLO, tmp_path / "workflows" / "hello.yaml")
+    return tmp_path
+
+
+@pytest.fixture
+def up(project: Path) -> Iterator[Background]:
+    """`nano up --port 0` running in :func:`project`, ready to consume."""
+    proc = Background(["up", "--port", "0"], cwd=project)
+    try:
+        proc.wait_for_line("ready:")
+        yield proc
+    finally:
+        proc.close()
+
+
+# --- (a) nano up / publish --wait / Ctrl-C -------------------------------------------------
+
+
+def test_up_publish_wait_and_ctrl_c(project: Path, up: Background) -> None:
+    url = (project / ".nano" / "url").read_text().strip()
+    assert url.startswith("nats://"), url
+    assert reachable(url), f"{url} not reachable while `nano up` runs\n{up.output()}"
+    servers = children(up.proc.pid)
+    if Path(f"/proc/self/task/{os.getpid()}/children").exists():
+        assert servers, f"no nats-server child found under `nano up`\n{up.output()}"
+
+    result = nano("publish", "hello", '{"name": "Ada"}', "--wait", "--timeout", "20", cwd=project)
+    assert result.returncode == 0, describe(result) + up.output()
+    assert json.loads(result.stdout) == {"message": "Hello, Ada!", "length": 3}, describe(result)
+
+    up.proc.send_signal(signal.SIGINT)
+    code = up.wait()
+    assert code == 0, up.output()
+    assert not reachable(url), f"nats-server still answers at {url} after `nano up` exited"
+    for pid in servers:
+        assert not alive(pid), f"child {pid} of `nano up` outlived it\n{up.output()}"
+    assert not (project / ".nano" / "url").exists(), "stale .nano/url left behind"
+
+
+# --- (b) nano validate ---------------------------------------------------------------------
+
+BAD_WORKFLOWS = {
+    "bad_yaml": (
+        "name: broken\nsteps:\n  a: [\n    node: transform\n",
+        r"malformed YAML",
+        None,
+    ),
+    "unknown_node": (
+        "name: typo\nsteps:\n  first:\n    node: transfrom\n    with: {expr: '1'}\n",
+        "unknown node 'transfrom'",
+        ("first", 4, "did you mean 'transform'"),
+    ),
+    "unknown_step": (
+        "name: dangling\nsteps:\n  first:\n    node: transform\n    with: {expr: '1'}\n"
+        "    next: nowhere\n",
+        "unknown step 'nowhere'",
+        ("first", 6, None),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_WORKFLOWS))
+def test_validate_reports_file_line_and_problem(project: Path, case: str) -> None:
+    text, problem, where = BAD_WORKFLOWS[case]
+    path = project / f"{case}.yaml"
+    path.write_text(text)
+    result = nano("validate", path.name, cwd=project)
+    assert result.returncode == 1, describe(result)
+    err = flat(result.stderr)
+    assert problem in err, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    if where is None:  # a YAML error points at a line of the file
+        assert f"{path.name}:" in err, describe(result)
+        line = err.split(f"{path.name}:", 1)[1].split(":", 1)[0]
+        assert line.isdigit() and 1 <= int(line) <= text.count("\n") + 1, describe(result)
+        return
+    step, line_no, hint = where
+    assert f"{path.name}:{line_no}: step '{step}': {problem}" in err, describe(result)
+    if hint:
+        assert hint in err, describe(result)
+
+
+def test_validate_ok_on_the_sample(project: Path) -> None:
+    result = nano("validate", cwd=project)
+    assert result.returncode == 0, describe(result)
+    assert "hello" in result.stdout, describe(result)
+
+
+# --- (c) nano publish with a payload that breaks the input schema --------------------------
+
+
+def test_publish_schema_invalid_payload(project: Path, up: Background) -> None:
+    result = nano("publish", "hello", '{"nom": "Ada"}', "--wait", "--timeout", "10", cwd=project)
+    assert result.returncode == 1, describe(result) + up.output()
+    err = flat(result.stderr)
+    assert "input schema" in err and "'name' is a required property" in err, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+
+    result = nano("publish", "hello", '{"name": "Ada"', cwd=project)
+    assert result.returncode == 1, describe(result)
+    assert "not valid JSON" in flat(result.stderr), describe(result)
+
+    result = nano("publish", "nosuch", "{}", cwd=project)
+    assert result.returncode == 1, describe(result)
+    assert "no workflow 'nosuch'" in flat(result.stderr), describe(result)
+    assert "hello" in flat(result.stderr), describe(result)
+
+
+# --- (d) nano publish with no server --------------------------------------------------------
+
+
+def test_publish_without_server_fails_cleanly(project: Path) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    result = nano(
+        "publish", "hello", '{"name": "Ada"}', "--wait", "--nats-url", url, cwd=project, timeout=8
+    )
+    assert result.returncode != 0, describe(result)
+    assert "cannot reach NATS" in flat(result.stderr), describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+
+
+# --- (e) nano compile -----------------------------------------------------------------------
+
+
+def test_compile_prints_the_routing_table(project: Path) -> None:
+    result = nano("compile", "workflows/hello.yaml", cwd=project)
+    assert result.returncode == 0, describe(result)
+    table = json.loads(result.stdout)
+    assert table["workflow"] == "hello", table
+    assert set(table["steps"]) == {"normalize", "greet", "record"}, table
