@@ -11,6 +11,7 @@ import yaml
 
 from nanoservice.compiler import compile_file, compile_text
 from nanoservice.docgen import patterns_markdown, render_workflows_doc, workflow_schema
+from nanoservice.errors import WorkflowError
 from nanoservice.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,19 @@ def test_sample_workflows_compile(path: Path) -> None:
     assert table.workflow == path.stem
 
 
-WORKFLOW_BLOCKS = [(n, b) for n, b in blocks("yaml") if "steps:" in b and "name:" in b]
+WORKFLOW_BLOCKS = [
+    (n, b) for n, b in blocks("yaml") if "steps:" in b and "name:" in b and "# invalid" not in b
+]
+INVALID_BLOCKS = [(n, b) for n, b in blocks("yaml") if b.startswith("# invalid")]
+
+
+@pytest.mark.parametrize(("where", "text"), INVALID_BLOCKS, ids=[n for n, _ in INVALID_BLOCKS])
+def test_doc_invalid_examples_fail_as_the_docs_say(where: str, text: str) -> None:
+    with pytest.raises(WorkflowError) as info:
+        compile_text(text, Registry.discover(), file="broken.yaml")
+    page = next(p for p in DOCS if p.name == where.split("#")[0]).read_text()
+    for problem in info.value.problems:
+        assert f"error: {problem}" in page, f"{where}: docs do not show {problem}"
 
 
 @pytest.mark.parametrize(("where", "text"), WORKFLOW_BLOCKS, ids=[n for n, _ in WORKFLOW_BLOCKS])
