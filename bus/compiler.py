@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ from .table import (
 )
 
 __all__ = ["compile_file", "compile_spec", "compile_text", "load_spec"]
+
+INPUT = "$input"
+"""Stands for the trigger payload in the sets of data later steps read."""
+_INPUT_REF = re.compile(r"\binput\b")
 
 
 def load_spec(doc: Document) -> WorkflowSpec:
@@ -83,6 +88,8 @@ class _Compiler:
         output_refs: frozenset[str] | None = frozenset()
         if spec.output is not None:
             output_refs = self._expression(spec.output, ("output",), None)
+            if output_refs is not None and _INPUT_REF.search(spec.output):
+                output_refs = output_refs | {INPUT}
         self._check_input_schema()
         self._check_triggers()
         successors = {n: _successors(s) for n, s in spec.steps.items()}
@@ -91,7 +98,11 @@ class _Compiler:
         self._check_graph(start, successors)
         if self.problems:
             raise WorkflowError(self.problems)
-        keep = _keep_sets(successors, refs, output_refs)
+        flows = {
+            n: successors[n] + ([s.loop.back_to] if s.loop and s.loop.back_to else [])
+            for n, s in spec.steps.items()
+        }  # loop-backs carry data too
+        keep = _keep_sets(flows, refs, output_refs)
         return self._table(start, keep)
 
     def _check_step(self, name: str, step: StepSpec) -> frozenset[str] | None:
@@ -131,8 +142,11 @@ class _Compiler:
         for source, where in sources:
             found = _union(found, self._expression(source, where, name))
         # Node configs may hold expressions of their own: keep what any string mentions.
+        texts = [source for source, _ in sources] + list(_strings(step.with_))
         for text in _strings(step.with_):
             found = _union(found, step_references(text))
+        if any(_INPUT_REF.search(text) for text in texts):
+            found = _union(found, [INPUT])
         return None if found is None else frozenset(found)
 
     def _check_node(self, name: str, step: StepSpec, loc: Location) -> None:
@@ -340,7 +354,8 @@ class _Compiler:
                 # the whole timeout: it bounds how soon a crashed host's messages come back.
                 ack_wait=step.ack_wait or min(30.0, max(2.0, 2 * step.timeout)),
                 concurrency=step.concurrency,
-                keep=None if kept is None else sorted(kept),
+                keep=None if kept is None else sorted(kept - {INPUT}),
+                keep_input=kept is None or INPUT in kept,
             )
         stream = StreamSettings(
             name=subjects.stream_name(wf),
@@ -391,26 +406,34 @@ def _keep_sets(
     refs: dict[str, frozenset[str] | None],
     output_refs: frozenset[str] | None,
 ) -> dict[str, frozenset[str] | None]:
-    """For each step, the outputs that the message leaving it must carry (None = all)."""
-    needed_memo: dict[str, frozenset[str] | None] = {}
+    """For each step, the data that the message leaving it must carry (None = all).
 
-    def needed(name: str) -> frozenset[str] | None:  # read by ``name`` or anything after it
-        if name not in needed_memo:
-            needed_memo[name] = frozenset()  # guards against cycles (rejected earlier)
-            acc: set[str] | None = set(output_refs) if output_refs is not None else None
-            acc = _union(acc, refs.get(name, frozenset()))
-            for succ in successors.get(name, []):
-                acc = _union(acc, needed(succ))
-            needed_memo[name] = None if acc is None else frozenset(acc)
-        return needed_memo[name]
-
+    ``needed[s]`` is what ``s`` or anything after it reads; loops make the graph cyclic, so
+    it is computed as a fixpoint rather than by one recursive walk.
+    """
+    base = {n: _merge(refs.get(n, frozenset()), output_refs) for n in successors}
+    needed = dict(base)
+    changed = True
+    while changed:
+        changed = False
+        for name, succs in successors.items():
+            acc = base[name]
+            for succ in succs:
+                acc = _merge(acc, needed.get(succ, frozenset()))
+            if acc != needed[name]:
+                needed[name], changed = acc, True
     keep: dict[str, frozenset[str] | None] = {}
-    for name in successors:
-        acc: set[str] | None = set(output_refs) if output_refs is not None else None
-        for succ in successors[name]:
-            acc = _union(acc, needed(succ))
-        keep[name] = None if acc is None else frozenset(acc)
+    for name, succs in successors.items():
+        carried = output_refs
+        for succ in succs:
+            carried = _merge(carried, needed.get(succ, frozenset()))
+        keep[name] = carried
     return keep
+
+
+def _merge(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    """Union, where None means "everything"."""
+    return None if a is None or b is None else a | b
 
 
 def _union(acc: set[str] | None, more: Iterable[str] | None) -> set[str] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -27,11 +28,22 @@ from .runner import Services, StepRunner
 from .table import RoutingTable, StepRoute
 from .types import Transport
 
-__all__ = ["CALLS_BUCKET", "Host", "select_steps"]
+__all__ = ["CALLS_BUCKET", "Host", "freeze_startup_heap", "select_steps"]
 
 log = logging.getLogger("nanoservice.host")
 
 CALLS_BUCKET = "nano_calls"
+
+
+def freeze_startup_heap() -> None:
+    """Move everything allocated so far out of the garbage collector's sight.
+
+    A host imports a lot (pydantic, CEL, rich...) and then allocates little that lives
+    long; without this every young-generation collection also walks that startup heap
+    (measured: ~10 % of a hop's CPU). Call once the host has started.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def select_steps(

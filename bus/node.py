@@ -67,9 +67,9 @@ class Context:
 
     __slots__ = (
         "_heartbeat",
+        "_log",
         "attempt",
         "execution_id",
-        "log",
         "routes",
         "scope",
         "step",
@@ -95,9 +95,17 @@ class Context:
         self.routes: list[str] = []
         self.updated_vars: dict[str, Any] | None = None
         self._heartbeat = heartbeat
-        self.log = logging.LoggerAdapter(
-            logger, {"execution": execution_id, "workflow": workflow, "step": step}
-        )
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that tags records with the execution, workflow and step."""
+        if self._log is None:
+            self._log = logging.LoggerAdapter(
+                logger,
+                {"execution": self.execution_id, "workflow": self.workflow, "step": self.step},
+            )
+        return self._log
 
     def choose(self, *routes: str) -> None:
         """Send this step's output down the named ``routes`` (several: multi-choice)."""

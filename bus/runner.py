@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import jsonschema
@@ -24,7 +26,43 @@ from .node import Context, Routed
 from .step_base import _NOT_RETRYABLE, _SKIPPED, Plan, Services
 from .types import EXECUTION, JOIN_TIMER, PARENT, RETURN, Delivery
 
-__all__ = ["LoopLimitError", "Services", "StepRunner"]
+__all__ = ["LoopLimitError", "Services", "StepRunner", "run_with_timeout"]
+
+
+async def run_with_timeout(coro: Coroutine[Any, Any, Any], seconds: float) -> Any:
+    """Await ``coro`` under a timeout, arming the timer only if it actually has to wait.
+
+    Most nodes finish without suspending; a timer armed and cancelled for each of them costs
+    more than the node. So the coroutine is started here, and only if it suspends is the
+    rest run under ``asyncio.timeout``.
+    """
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration as done:
+        return done.value
+    async with asyncio.timeout(seconds):
+        return await _resume(coro, waiting_on)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
+    """Drive an already started coroutine to its end from inside the awaiting task."""
+    while True:
+        try:
+            value = yield waiting_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation or timeout thrown in by the task
+            try:
+                waiting_on = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+            continue
+        try:
+            waiting_on = coro.send(value)
+        except StopIteration as done:
+            return done.value
 
 
 class LoopLimitError(NonRetryableError):
@@ -33,6 +71,13 @@ class LoopLimitError(NonRetryableError):
 
 class StepRunner(JoinFlow, CallFlow):
     """Executes one step of one workflow: the inbound half and the control flow."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        step = self.step
+        # Most steps just continue to `next`: their plan is the same for every message.
+        self._straight = not (step.routes or step.default or step.loop or step.set_vars)
+        self._next = list(step.next)
 
     # -- entry ----------------------------------------------------------------------------
 
@@ -138,11 +183,13 @@ class StepRunner(JoinFlow, CallFlow):
             scope=scope,
             heartbeat=delivery.in_progress,
         )
-        async with asyncio.timeout(self.step.timeout):
-            if self.items is not None:
+        if self.items is not None:
+            async with asyncio.timeout(self.step.timeout):
                 return await self._for_each(ctx, scope), None
-            value = self.input_expr.evaluate(scope) if self.input_expr is not None else env.prev
-            result = await self.instance.handle(ctx, self.node_type.validate_input(value))
+        value = self.input_expr.evaluate(scope) if self.input_expr is not None else env.prev
+        result = await run_with_timeout(
+            self.instance.handle(ctx, self.node_type.validate_input(value)), self.step.timeout
+        )
         chosen = list(ctx.routes) if ctx.routes else None
         if isinstance(result, Routed):
             chosen, result = [result.route], result.output
@@ -200,7 +247,10 @@ class StepRunner(JoinFlow, CallFlow):
 
     def _plan(self, execution: str, env: Envelope, output: Any, chosen: list[str] | None) -> Plan:
         step = self.step
-        env = msgspec.structs.replace(env)
+        if chosen is None and self._straight:
+            return Plan(self._next, [], [], env)
+        if self.set_vars or self.until is not None:
+            env = msgspec.structs.replace(env)
         if self.set_vars:
             scope = {**self._scope(execution, env), "output": output}
             env.vars = {**env.vars, **{k: e.evaluate(scope) for k, e in self.set_vars}}

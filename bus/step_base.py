@@ -137,7 +137,8 @@ class StepBase:
         return carried
 
     def _headers(self, execution: str, delivery: Delivery) -> dict[str, str]:
-        headers = {EXECUTION: execution, WORKFLOW: self.wf, STEP: self.step.name}
+        """Headers of a step-to-step message: execution and workflow are in the subject."""
+        headers = {STEP: self.step.name}
         trace = delivery.headers.get(TRACEPARENT)
         if trace:
             headers[TRACEPARENT] = trace
@@ -154,7 +155,7 @@ class StepBase:
             if plan.targets:
                 data = encode(
                     Envelope(
-                        input=env.input,
+                        input=env.input if self.step.keep_input else None,
                         prev=output,
                         steps=self._carry(env, output),
                         vars=env.vars,
@@ -193,6 +194,8 @@ class StepBase:
         # One result per execution, whatever the dedup window: the subject must be empty.
         done = {
             **headers,
+            EXECUTION: execution,
+            WORKFLOW: self.wf,
             MSG_ID: msg_id(execution, self.step.name, subjects.DONE),
             EXPECTED_LAST_SUBJECT_SEQ: "0",
         }
@@ -209,7 +212,13 @@ class StepBase:
         return await self.transport.publish(
             parent,
             body,
-            {**headers, RETURN: execution, MSG_ID: f"{execution}:{subjects.DONE}:return"},
+            {
+                **headers,
+                EXECUTION: execution,
+                WORKFLOW: self.wf,
+                RETURN: execution,
+                MSG_ID: f"{execution}:{subjects.DONE}:return",
+            },
         )
 
     async def _skip_dead_paths(

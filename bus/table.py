@@ -97,6 +97,8 @@ class StepRoute(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int
     keep: list[str] | None = None
     """Step outputs to carry onward (None = all): only what later steps reference."""
+    keep_input: bool = True
+    """Whether messages leaving this step carry the trigger payload (later steps read it)."""
 
     @property
     def terminal(self) -> bool:

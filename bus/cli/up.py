@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 
 from ..connect import STATE_FILE, connect, resolve_url
 from ..errors import NanoError
-from ..host import Host, select_steps
+from ..host import Host, freeze_startup_heap, select_steps
 from ..localnats import LocalCluster, LocalServer, ServerOptions, free_port
 from ..nats_transport import NatsTransport
 from ..project import compile_files, find_workflow_files, project_registry
@@ -175,6 +175,7 @@ async def _run_host(
         raise NanoError(f"no steps match {', '.join(only or [])}")
     host = Host(transport, registry, chosen, nc=nc)
     await host.start()
+    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

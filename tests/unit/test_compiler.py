@@ -240,3 +240,16 @@ def test_a_call_to_a_workflow_not_compiled_together(tmp_path: Path) -> None:
         compile_files(sorted(tmp_path.glob("*.yaml")), REGISTRY)
     (problem,) = info.value.problems
     assert "calls workflow 'missing'" in str(problem) and problem.step == "s"
+
+
+def test_the_trigger_payload_travels_only_while_a_later_step_reads_it() -> None:
+    table = compile_(
+        "name: w\nsteps:\n  a: {node: echo, next: b}\n"
+        "  b: {node: echo, input: 'input', next: c}\n  c: {node: echo}\n"
+    )
+    assert [table.steps[s].keep_input for s in "abc"] == [True, False, False]
+    looped = compile_(
+        "name: w\nsteps:\n  a: {node: echo, input: 'input.x', next: b}\n"
+        "  b: {node: echo, loop: {until: 'true', max: 3, back_to: a}}\n"
+    )
+    assert looped.steps["b"].keep_input  # the loop goes back to a, which reads input

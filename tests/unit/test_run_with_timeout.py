@@ -1,0 +1,67 @@
+"""Nodes run eagerly, with a timer only when they wait: same results, same timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nanoservice.runner import run_with_timeout
+
+
+async def test_a_coroutine_that_never_waits_returns_its_value() -> None:
+    async def quick() -> int:
+        return 42
+
+    assert await run_with_timeout(quick(), 1.0) == 42
+
+
+async def test_a_coroutine_that_waits_is_resumed_and_returns() -> None:
+    async def slow() -> str:
+        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        return "done"
+
+    assert await run_with_timeout(slow(), 5.0) == "done"
+
+
+async def test_a_coroutine_that_waits_too_long_times_out_and_is_cancelled() -> None:
+    cleaned = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleaned.set()
+
+    with pytest.raises(TimeoutError):
+        await run_with_timeout(stuck(), 0.05)
+    assert cleaned.is_set()
+
+
+async def test_exceptions_come_through_from_either_part() -> None:
+    async def fails_at_once() -> None:
+        raise ValueError("now")
+
+    async def fails_later() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("later")
+
+    with pytest.raises(ValueError, match="now"):
+        await run_with_timeout(fails_at_once(), 1.0)
+    with pytest.raises(KeyError, match="later"):
+        await run_with_timeout(fails_later(), 1.0)
+
+
+async def test_a_node_catching_its_cancellation_can_clean_up_and_return() -> None:
+    async def polite() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "stopped"
+        return "finished"
+
+    task = asyncio.ensure_future(run_with_timeout(polite(), 5.0))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    assert await task == "stopped"
