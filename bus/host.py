@@ -120,6 +120,7 @@ class Host:
                 runner.step.consumer,
                 runner.handle,
                 max_inflight=runner.step.concurrency,
+                inline=runner.inline,
             )
             self._subscriptions.append(sub)
             log.info(
@@ -146,6 +147,7 @@ class Host:
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop pulling, let in-flight messages settle, release node resources."""
         await asyncio.gather(*(s.stop(drain_timeout) for s in self._subscriptions))
+        await asyncio.gather(*(r.drain(drain_timeout) for r in self.runners))
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self._cancels is not None:

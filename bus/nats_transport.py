@@ -21,10 +21,20 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from .eager import start_eagerly
 from .errors import NonRetryableError
 from .types import DeliveryHandler, Headers
 
-__all__ = ["NatsDelivery", "NatsTransport", "PublishError", "Publisher", "Puller"]
+__all__ = [
+    "NatsDelivery",
+    "NatsTransport",
+    "PayloadTooLargeError",
+    "PublishError",
+    "Publisher",
+    "Puller",
+    "frame",
+    "send",
+]
 
 log = logging.getLogger("nanoservice.transport")
 
@@ -68,17 +78,49 @@ class NatsDelivery:
         self.stream_seq = int(tokens[base + 3])
 
     async def ack(self) -> None:
-        await self._nc.publish(self.reply, b"+ACK")
+        await send(self._nc, self.reply, b"+ACK")
 
     async def nak(self, delay: float = 0.0) -> None:
         body = b'-NAK {"delay": %d}' % int(delay * 1000000000.0) if delay > 0 else b"-NAK"
-        await self._nc.publish(self.reply, body)
+        await send(self._nc, self.reply, body)
 
     async def in_progress(self) -> None:
-        await self._nc.publish(self.reply, b"+WPI")
+        await send(self._nc, self.reply, b"+WPI")
 
     async def term(self, reason: str = "") -> None:
-        await self._nc.publish(self.reply, b"+TERM " + reason.encode() if reason else b"+TERM")
+        await send(self._nc, self.reply, b"+TERM " + reason.encode() if reason else b"+TERM")
+
+
+async def send(
+    nc: NATS, subject: str, data: bytes, reply: str = "", headers: Headers | None = None
+) -> None:
+    """Core publish of an engine-built message, straight into the connection's buffer.
+
+    nats-py's ``publish`` validates every subject and header name; the engine builds its
+    own from validated names, and that validation costs more than the rest of a publish.
+    Falls back to ``publish`` if the client's internals are not the ones expected.
+    """
+    if len(data) > nc.max_payload:
+        raise PayloadTooLargeError(
+            f"message of {len(data)} bytes to {subject} exceeds the server's max payload "
+            f"of {nc.max_payload} bytes"
+        )
+    if not _DIRECT:
+        await nc.publish(subject, data, reply=reply, headers=dict(headers or {}) or None)
+        return
+    if nc.is_closed:
+        raise PublishError("connection closed")
+    command = frame(subject, reply, data, headers)
+    if not nc.is_connected and nc._pending_data_size + len(command) > nc._max_pending_size:
+        raise PublishError("disconnected and the reconnect buffer is full")
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(data)
+    await nc._send_command(command)
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
+
+
+_DIRECT = all(hasattr(NATS, a) for a in ("_send_command", "_flush_pending"))
 
 
 class PayloadTooLargeError(PublishError, NonRetryableError):
@@ -108,9 +150,7 @@ def frame(subject: str, reply: str, data: bytes, headers: Headers | None) -> byt
 class Publisher:
     """Async JetStream publish: ``await publish(...)`` returns a future of the stream seq.
 
-    Messages are framed here and handed to the connection's write buffer (nats-py's
-    ``_send_command``/``_flush_pending``), skipping its per-header validation, which costs
-    more than the rest of a publish; header names and values come from the engine itself.
+    Messages go out through :func:`send` (framed here, no per-header validation).
     """
 
     def __init__(self, nc: NATS, *, max_pending: int = 4000, ack_timeout: float = 10.0) -> None:
@@ -125,7 +165,6 @@ class Publisher:
         self._cut = 0
         self._clock = time.monotonic()  # advanced by the sweeper: no clock read per publish
         self._sweeper: asyncio.Task[None] | None = None
-        self._direct = hasattr(nc, "_send_command") and hasattr(nc, "_flush_pending")
 
     async def start(self) -> None:
         self._prefix = self.nc.new_inbox()
@@ -154,34 +193,13 @@ class Publisher:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[seq] = (fut, self._clock + self.ack_timeout)
         try:
-            await self._send(subject, f"{self._prefix}.{seq}", data, headers)
+            await send(self.nc, subject, data, f"{self._prefix}.{seq}", headers)
         except Exception as exc:
             self._pending.pop(seq, None)
             if not isinstance(exc, PublishError):
                 exc = PublishError(f"publish to {subject} failed: {exc}")
             fut.set_exception(exc)
         return fut
-
-    async def _send(self, subject: str, reply: str, data: bytes, headers: Headers | None) -> None:
-        nc = self.nc
-        if len(data) > nc.max_payload:
-            raise PayloadTooLargeError(
-                f"message of {len(data)} bytes to {subject} exceeds the server's max payload "
-                f"of {nc.max_payload} bytes"
-            )
-        if not self._direct:
-            await nc.publish(subject, data, reply=reply, headers=dict(headers or {}) or None)
-            return
-        if nc.is_closed:
-            raise PublishError("connection closed")
-        command = frame(subject, reply, data, headers)
-        if not nc.is_connected and nc._pending_data_size + len(command) > nc._max_pending_size:
-            raise PublishError("disconnected and the reconnect buffer is full")
-        nc.stats["out_msgs"] += 1
-        nc.stats["out_bytes"] += len(data)
-        await nc._send_command(command)
-        if nc._flush_queue is not None and nc._flush_queue.empty():
-            await nc._flush_pending()
 
     async def _on_ack(self, msg: Msg) -> None:
         try:
@@ -229,9 +247,11 @@ class Puller:
         max_inflight: int = 256,
         batch: int | None = None,
         expires: float = 5.0,
+        inline: bool = False,
     ) -> None:
         self.nc = nc
         self.handler = handler
+        self.inline = inline
         self.max_inflight = max_inflight
         self.batch = batch or max(1, min(256, max_inflight // 2))
         self.expires = expires
@@ -305,9 +325,17 @@ class Puller:
         if self.stopped:  # hand it back at once so another replica can take it
             await self.nc.publish(msg.reply, b"-NAK")
             return
+        delivery = NatsDelivery(self.nc, msg)
+        if self.inline:
+            # Handled right here unless it has to wait; then a task finishes it.
+            if start_eagerly(self.handler(delivery), self._track):
+                self._maybe_top_up()
+            return
+        self._track(asyncio.create_task(self.handler(delivery)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self.inflight += 1
         self._idle.clear()
-        task = asyncio.create_task(self.handler(NatsDelivery(self.nc, msg)))
         self._tasks.add(task)
         task.add_done_callback(self._settled)
 
@@ -318,6 +346,9 @@ class Puller:
             log.error("handler failed outside its error handling", exc_info=task.exception())
         if self.inflight == 0:
             self._idle.set()
+        self._maybe_top_up()
+
+    def _maybe_top_up(self) -> None:
         if (
             not self._topping_up
             and not self.stopped
@@ -363,9 +394,17 @@ class NatsTransport:
         return self.publisher.publish(subject, data, headers)
 
     async def consume(
-        self, stream: str, consumer: str, handler: DeliveryHandler, *, max_inflight: int
+        self,
+        stream: str,
+        consumer: str,
+        handler: DeliveryHandler,
+        *,
+        max_inflight: int,
+        inline: bool = False,
     ) -> Puller:
-        puller = Puller(self.nc, stream, consumer, handler, max_inflight=max_inflight)
+        puller = Puller(
+            self.nc, stream, consumer, handler, max_inflight=max_inflight, inline=inline
+        )
         await puller.start()
         self._pullers.append(puller)
         return puller

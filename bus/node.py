@@ -151,6 +151,8 @@ class Node(NodeInstance, Generic[InT, OutT, CfgT]):
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]] = NoConfig
     description: ClassVar[str] = ""
+    pure: ClassVar[bool] = False
+    """Set True if ``handle`` never waits on I/O or timers (hosts may run it inline)."""
 
     def __init__(self, config: CfgT) -> None:
         self.config = config
@@ -169,6 +171,8 @@ class NodeType:
     input_type: Any = Any
     output_type: Any = Any
     description: str = ""
+    pure: bool = False
+    """The node never waits on I/O or timers: hosts may run it inline, without a task."""
     input_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
     output_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
 
@@ -201,6 +205,7 @@ def _make_type(
     config: type[BaseModel],
     handle: Callable[..., Any],
     description: str,
+    pure: bool = False,
 ) -> NodeType:
     hints = get_type_hints(handle)
     params = [p for p in inspect.signature(handle).parameters if p not in ("self",)]
@@ -225,41 +230,51 @@ def _make_type(
         input_type=input_type,
         output_type=output_type,
         description=description,
+        pure=pure,
         input_adapter=_adapter(input_type),
         output_adapter=_adapter(output_type),
     )
 
 
 class _FunctionNode(NodeInstance):
-    __slots__ = ("config", "fn")
+    __slots__ = ("config", "fn", "takes_config")
 
-    def __init__(self, fn: Callable[..., Awaitable[Any]], config: BaseModel) -> None:
+    def __init__(self, fn: Callable[..., Any], config: BaseModel, takes_config: bool) -> None:
         self.fn = fn
         self.config = config
+        self.takes_config = takes_config
 
-    async def handle(self, ctx: Context, input: Any) -> Any:
-        return await self.fn(ctx, input, self.config)
+    def handle(self, ctx: Context, input: Any) -> Any:
+        # Returns the function's own coroutine: no extra coroutine frame per call.
+        if self.takes_config:
+            return self.fn(ctx, input, self.config)
+        return self.fn(ctx, input)
 
 
 def node(
-    name: str | None = None, *, config: type[BaseModel] = NoConfig, description: str | None = None
+    name: str | None = None,
+    *,
+    config: type[BaseModel] = NoConfig,
+    description: str | None = None,
+    pure: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], NodeType]:
-    """Turn ``async def f(ctx, input[, config])`` into a registrable :class:`NodeType`."""
+    """Turn ``async def f(ctx, input[, config])`` into a registrable :class:`NodeType`.
+
+    ``pure=True`` promises the function never awaits I/O, sleeps or timeouts (it computes
+    and returns): hosts then run it inline in the consumer, without a task per message.
+    """
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> NodeType:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"@node needs an async function, got {fn!r}")
         takes_config = len(inspect.signature(fn).parameters) >= 3
-
-        async def call(ctx: Context, input: Any, cfg: BaseModel) -> Any:
-            return await (fn(ctx, input, cfg) if takes_config else fn(ctx, input))
-
         return _make_type(
             name or fn.__name__,
-            lambda cfg: _FunctionNode(call, cfg),
+            lambda cfg: _FunctionNode(fn, cfg, takes_config),
             config,
             fn,
             description if description is not None else inspect.getdoc(fn) or "",
+            pure,
         )
 
     return wrap
@@ -279,5 +294,6 @@ def as_node_type(obj: Any) -> NodeType:
             cls.Config,
             cls.handle,
             cls.description or inspect.getdoc(cls) or "",
+            cls.pure,
         )
     raise TypeError(f"not a node: {obj!r} (use a Node subclass or the @node decorator)")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import types
-from collections.abc import Coroutine, Generator
 from typing import Any
 
 import jsonschema
@@ -19,6 +17,7 @@ import msgspec
 
 from . import subjects
 from .call_flow import CallFlow
+from .eager import run_with_timeout
 from .envelope import Envelope, decode_envelope
 from .errors import InvalidMessageError, NonRetryableError, RoutingError
 from .join_flow import JoinFlow
@@ -26,43 +25,7 @@ from .node import Context, Routed
 from .step_base import _NOT_RETRYABLE, _SKIPPED, Plan, Services
 from .types import EXECUTION, JOIN_TIMER, PARENT, RETURN, Delivery
 
-__all__ = ["LoopLimitError", "Services", "StepRunner", "run_with_timeout"]
-
-
-async def run_with_timeout(coro: Coroutine[Any, Any, Any], seconds: float) -> Any:
-    """Await ``coro`` under a timeout, arming the timer only if it actually has to wait.
-
-    Most nodes finish without suspending; a timer armed and cancelled for each of them costs
-    more than the node. So the coroutine is started here, and only if it suspends is the
-    rest run under ``asyncio.timeout``.
-    """
-    try:
-        waiting_on = coro.send(None)
-    except StopIteration as done:
-        return done.value
-    async with asyncio.timeout(seconds):
-        return await _resume(coro, waiting_on)
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
-    """Drive an already started coroutine to its end from inside the awaiting task."""
-    while True:
-        try:
-            value = yield waiting_on
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # cancellation or timeout thrown in by the task
-            try:
-                waiting_on = coro.throw(exc)
-            except StopIteration as done:
-                return done.value
-            continue
-        try:
-            waiting_on = coro.send(value)
-        except StopIteration as done:
-            return done.value
+__all__ = ["LoopLimitError", "Services", "StepRunner"]
 
 
 class LoopLimitError(NonRetryableError):
@@ -78,6 +41,12 @@ class StepRunner(JoinFlow, CallFlow):
         # Most steps just continue to `next`: their plan is the same for every message.
         self._straight = not (step.routes or step.default or step.loop or step.set_vars)
         self._next = list(step.next)
+        # A pure node on a plain step can be handled inline in the consumer's callback.
+        self.inline = bool(
+            self.node_type is not None
+            and self.node_type.pure
+            and not (step.join or step.call or step.for_each)
+        )
 
     # -- entry ----------------------------------------------------------------------------
 

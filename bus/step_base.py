@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,8 @@ class StepBase:
             else None
         )
         self.inflight: dict[Delivery, float] = {}
+        self._acks: deque[tuple[list[asyncio.Future[int]], Delivery, str, Envelope]] = deque()
+        self._acker: asyncio.Task[None] | None = None
         self._reach = _reachability(table)
         self._join_branches = [
             (j.name, b)
@@ -174,11 +177,37 @@ class StepBase:
             else:
                 pending += await self._finish(execution, env, output, headers)
             pending += await self._skip_dead_paths(execution, env, plan.targets, plan.untaken)
-            await settle(pending)
         except Exception as exc:
             await self._failed(delivery, execution, env, exc, forwarding=True)
             return
-        await delivery.ack()
+        self._acks.append((pending, delivery, execution, env))
+        if self._acker is None:
+            self._acker = asyncio.get_running_loop().create_task(self._ack_in_order())
+
+    async def _ack_in_order(self) -> None:
+        """Ack each delivery once all it published is stored, in the order they were handled.
+
+        One task per step does this, so handling a message never waits for PubAcks (and most
+        messages need no task of their own); PubAcks come back in publish order anyway.
+        """
+        try:
+            while self._acks:
+                pending, delivery, execution, env = self._acks.popleft()
+                try:
+                    await settle(pending)
+                except Exception as exc:
+                    await self._failed(delivery, execution, env, exc, forwarding=True)
+                    continue
+                await delivery.ack()
+        finally:
+            self._acker = None
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) until every handled delivery has been acked or failed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._acker is not None and loop.time() < deadline:
+            await asyncio.wait({self._acker}, timeout=deadline - loop.time())
 
     async def _finish(
         self, execution: str, env: Envelope, output: Any, headers: dict[str, str]

@@ -101,7 +101,17 @@ class Transport(Protocol):
         ...
 
     async def consume(
-        self, stream: str, consumer: str, handler: DeliveryHandler, *, max_inflight: int
+        self,
+        stream: str,
+        consumer: str,
+        handler: DeliveryHandler,
+        *,
+        max_inflight: int,
+        inline: bool = False,
     ) -> PullSubscription:
-        """Pull continuously from a durable consumer, calling ``handler`` for each message."""
+        """Pull continuously from a durable consumer, calling ``handler`` for each message.
+
+        ``inline``: the handler may be started in the consumer's own callback (it does not
+        use task-bound features before its first suspension; see ``nanoservice.eager``).
+        """
         ...

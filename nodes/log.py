@@ -64,7 +64,7 @@ def _render(value: Any, max_chars: int) -> str:
     return text
 
 
-@node("log", config=LogConfig)
+@node("log", config=LogConfig, pure=True)
 async def log(ctx: Context, input: Any, config: LogConfig) -> Any:
     """Log the input as JSON at a configurable level and pass it on unchanged."""
     level = _LEVELS[config.level]

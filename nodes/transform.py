@@ -64,7 +64,7 @@ def _evaluate(ctx: Context, expression: Expression, what: str) -> Any:
         raise NonRetryableError(f"{what}: {exc}") from exc
 
 
-@node("transform", config=TransformConfig)
+@node("transform", config=TransformConfig, pure=True)
 async def transform(ctx: Context, input: Any, config: TransformConfig) -> Any:
     """Output the value of a CEL expression over the execution's data; optionally pick a route."""
     output = to_jsonable_python(_evaluate(ctx, config.expr, "expr"), bytes_mode="base64")

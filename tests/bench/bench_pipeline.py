@@ -79,7 +79,7 @@ MAX_PENDING = 8 * 1024 * 1024  # client-side buffer, as the engine's own connect
 # --------------------------------------------------------------------------- the node
 
 
-@node("passthrough")
+@node("passthrough", pure=True)
 async def passthrough(ctx: Context, input: dict[str, Any]) -> dict[str, Any]:
     """Returns its input unchanged (``dict[str, Any]``: no validation)."""
     return input

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from nanoservice.runner import run_with_timeout
+from nanoservice.eager import run_with_timeout, start_eagerly
 
 
 async def test_a_coroutine_that_never_waits_returns_its_value() -> None:
@@ -65,3 +65,46 @@ async def test_a_node_catching_its_cancellation_can_clean_up_and_return() -> Non
     await asyncio.sleep(0.01)
     task.cancel()
     assert await task == "stopped"
+
+
+async def test_start_eagerly_runs_inline_or_hands_over_to_a_task() -> None:
+    seen: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def quick() -> None:
+        seen.append("quick")
+
+    async def waits() -> None:
+        seen.append("before")
+        await asyncio.sleep(0.01)
+        seen.append("after")
+
+    assert start_eagerly(quick(), tasks.append) is True
+    assert seen == ["quick"] and not tasks
+    assert start_eagerly(waits(), tasks.append) is False
+    assert seen == ["quick", "before"]  # ran inline up to its first wait
+    await tasks[0]
+    assert seen == ["quick", "before", "after"]
+
+
+async def test_a_timeout_started_eagerly_cancels_only_its_own_work() -> None:
+    # The eager part runs in *this* task; the timer must not cancel this task.
+    tasks: list[asyncio.Task[None]] = []
+    outcome: list[str] = []
+
+    async def handler() -> None:
+        async def slow() -> None:
+            await asyncio.sleep(10)
+
+        try:
+            await run_with_timeout(slow(), 0.05)
+        except TimeoutError:
+            outcome.append("timed out")
+
+    start_eagerly(handler(), tasks.append)
+    try:
+        await asyncio.wait_for(asyncio.shield(tasks[0]), 2)
+        await asyncio.sleep(0.1)
+    except asyncio.CancelledError:
+        outcome.append("the caller's task was cancelled")
+    assert outcome == ["timed out"]
