@@ -12,36 +12,16 @@ import contextlib
 import logging
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError
-from nats.js.kv import KeyValue
 
-__all__ = ["CANCEL_BUCKET", "CancelWatcher", "cancel_bucket", "cancel_execution"]
+from .buckets import CANCEL, bucket
 
-CANCEL_BUCKET = "nano_cancel"
+__all__ = ["CancelWatcher", "cancel_execution"]
+
 log = logging.getLogger("nanoservice.cancel")
 
 
-async def cancel_bucket(
-    js: JetStreamContext, *, replicas: int = 1, ttl: float = 86_400.0
-) -> KeyValue:
-    try:
-        return await js.key_value(CANCEL_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=CANCEL_BUCKET,
-                history=1,
-                ttl=ttl,
-                replicas=replicas,
-                direct=True,
-                description="nanoservice cancelled executions",
-            )
-        )
-
-
 async def cancel_execution(js: JetStreamContext, workflow: str, execution: str) -> None:
-    kv = await cancel_bucket(js)
+    kv = await bucket(js, CANCEL)
     await kv.put(f"{workflow}.{execution}", b"cancelled")
 
 
@@ -58,7 +38,7 @@ class CancelWatcher:
         return bool(self.cancelled) and f"{workflow}.{execution}" in self.cancelled
 
     async def start(self, js: JetStreamContext) -> None:
-        kv = await cancel_bucket(js)
+        kv = await bucket(js, CANCEL)
         watcher = await kv.watchall()
         self._watcher = watcher
         self._task = asyncio.create_task(self._follow(watcher))

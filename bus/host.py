@@ -19,20 +19,19 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from .buckets import CALLS, JOINS, bucket
 from .cancel import CancelWatcher
 from .client import Client
-from .joins import JoinStore, joins_bucket
+from .joins import JoinStore
 from .node import NodeInstance
 from .registry import Registry
 from .runner import Services, StepRunner
 from .table import RoutingTable, StepRoute
 from .types import Transport
 
-__all__ = ["CALLS_BUCKET", "Host", "freeze_startup_heap", "select_steps"]
+__all__ = ["Host", "freeze_startup_heap", "select_steps"]
 
 log = logging.getLogger("nanoservice.host")
-
-CALLS_BUCKET = "nano_calls"
 
 
 def freeze_startup_heap() -> None:
@@ -96,9 +95,9 @@ class Host:
         services.client = Client(self.nc)
         replicas = max((t.stream.replicas for t, _ in self.steps), default=1)
         if any(step.join for _, step in self.steps):
-            services.joins = JoinStore(await joins_bucket(self.js, replicas=replicas))
+            services.joins = JoinStore(await bucket(self.js, JOINS, replicas=replicas))
         if any(step.call for _, step in self.steps):
-            services.calls = await _calls_bucket(self.js, replicas)
+            services.calls = await bucket(self.js, CALLS, replicas=replicas)
         self._cancels = CancelWatcher()
         await self._cancels.start(self.js)
         services.cancels = self._cancels
@@ -157,22 +156,3 @@ class Host:
                 await instance.close()
             except Exception as exc:  # closing must not hide the others
                 log.warning("node close failed: %s", exc)
-
-
-async def _calls_bucket(js: JetStreamContext, replicas: int) -> Any:
-    from nats.js.api import KeyValueConfig
-    from nats.js.errors import BucketNotFoundError
-
-    try:
-        return await js.key_value(CALLS_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=CALLS_BUCKET,
-                history=1,
-                ttl=86_400.0,
-                replicas=replicas,
-                direct=True,
-                description="nanoservice: callers' envelopes while a called workflow runs",
-            )
-        )

@@ -15,16 +15,13 @@ from dataclasses import dataclass
 from enum import Enum
 
 import msgspec
-from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from .envelope import Envelope
 
-__all__ = ["JOINS_BUCKET", "Decision", "JoinState", "JoinStore", "joins_bucket"]
+__all__ = ["Decision", "JoinState", "JoinStore", "merge"]
 
-JOINS_BUCKET = "nano_joins"
 TIMEOUT = "_timeout"
 DEAD = "_dead"
 
@@ -53,25 +50,6 @@ class Outcome:
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(JoinState).decode
-
-
-async def joins_bucket(
-    js: JetStreamContext, *, replicas: int = 1, ttl: float = 86_400.0
-) -> KeyValue:
-    """The KV bucket of join states (created on first use; entries expire after ``ttl``)."""
-    try:
-        return await js.key_value(JOINS_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=JOINS_BUCKET,
-                history=1,
-                ttl=ttl,
-                replicas=replicas,
-                direct=True,
-                description="nanoservice join states",
-            )
-        )
 
 
 class JoinStore:

@@ -15,27 +15,23 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    KeyValueConfig,
     StorageType,
     StreamConfig,
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
 
+from .buckets import TABLES, bucket
 from .errors import NanoError
 from .table import RoutingTable, StepRoute
 
 __all__ = [
-    "TABLES_BUCKET",
     "Provisioned",
     "consumer_config",
     "load_tables",
     "provision",
     "stream_config",
-    "tables_bucket",
 ]
 
-TABLES_BUCKET = "nano_tables"
 log = logging.getLogger("nanoservice.provision")
 
 
@@ -115,31 +111,15 @@ async def provision(
         await js.add_consumer(config.name, consumer_config(step))
         result.consumers[step.consumer] = "updated" if step.consumer in existing else "created"
     result.stale_consumers = sorted(existing - {s.consumer for s in table.steps.values()})
-    kv = await tables_bucket(js, replicas=replicas or table.stream.replicas)
+    kv = await bucket(js, TABLES, replicas=replicas or table.stream.replicas)
     await kv.put(table.workflow, table.to_json())
     return result
-
-
-async def tables_bucket(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
-    """The KV bucket holding the routing tables (created on first use)."""
-    try:
-        return await js.key_value(TABLES_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=TABLES_BUCKET,
-                history=5,
-                replicas=replicas,
-                direct=True,
-                description="nanoservice routing tables, one key per workflow",
-            )
-        )
 
 
 async def load_tables(js: JetStreamContext) -> dict[str, RoutingTable]:
     """Every routing table stored in the cluster, by workflow name."""
     try:
-        kv = await js.key_value(TABLES_BUCKET)
+        kv = await js.key_value(TABLES)
     except BucketNotFoundError:
         return {}
     tables: dict[str, RoutingTable] = {}

@@ -7,19 +7,43 @@ import logging
 import os
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from ..errors import NanoError, WorkflowError
+from ..project import compile_files, project_registry
+from ..table import RoutingTable
 
-__all__ = ["NatsUrl", "console", "die", "err_console", "run", "setup_logging"]
+__all__ = [
+    "Files",
+    "NatsUrl",
+    "NodesDir",
+    "compile_one",
+    "console",
+    "die",
+    "err_console",
+    "problems",
+    "run",
+    "setup_logging",
+]
 
 T = TypeVar("T")
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+Files = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Workflow files or folders (default: ./workflows)."),
+]
+
+NodesDir = Annotated[
+    list[Path] | None,
+    typer.Option("--nodes", help="Local node folders (default: ./nodes)."),
+]
 
 NatsUrl = Annotated[
     str | None,
@@ -47,6 +71,24 @@ def die(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def problems(exc: WorkflowError, code: int = 2) -> typer.Exit:
+    """Print every problem of a workflow error, one line each with file and line."""
+    for problem in exc.problems:
+        err_console.print(f"[red]error:[/red] {problem}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def compile_one(file: Path, nodes: list[Path] | None) -> RoutingTable:
+    """Compile one workflow file for a command, or exit with its problems."""
+    try:
+        (table,) = compile_files([file], project_registry(nodes or [Path("nodes")]))
+    except WorkflowError as exc:
+        raise problems(exc) from None
+    except NanoError as exc:
+        raise die(str(exc)) from None
+    return table
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop where available; framework errors become clean exits."""
     if os.environ.get("PYTHONASYNCIODEBUG"):
@@ -61,9 +103,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             return asyncio.run(coro)
         return uvloop.run(coro)
     except WorkflowError as exc:
-        for problem in exc.problems:
-            err_console.print(f"[red]error:[/red] {problem}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise problems(exc) from None
     except NanoError as exc:
         raise die(str(exc)) from None
     except (ConnectionRefusedError, OSError, TimeoutError) as exc:

@@ -10,30 +10,21 @@ from nats.js import JetStreamContext
 
 from ..cancel import cancel_execution
 from ..connect import connect, resolve_url
-from ..errors import NanoError, WorkflowError
+from ..errors import NanoError
 from ..graph import to_mermaid
-from ..project import compile_files, project_registry
 from ..provision import load_tables
 from ..subjects import execution_filter
-from .common import NatsUrl, console, die, err_console, run
+from .common import NatsUrl, NodesDir, compile_one, console, run
 
 __all__ = ["cancel_command", "graph_command"]
 
 
 def graph_command(
     file: Annotated[Path, typer.Argument(help="A workflow file.")],
-    nodes: Annotated[list[Path] | None, typer.Option("--nodes")] = None,
+    nodes: NodesDir = None,
 ) -> None:
     """Print a workflow as a Mermaid flowchart (paste into any Mermaid viewer)."""
-    try:
-        (table,) = compile_files([file], project_registry(nodes or [Path("nodes")]))
-    except WorkflowError as exc:
-        for problem in exc.problems:
-            err_console.print(f"[red]error:[/red] {problem}", soft_wrap=True)
-        raise typer.Exit(2) from None
-    except NanoError as exc:
-        raise die(str(exc)) from None
-    print(to_mermaid(table))
+    print(to_mermaid(compile_one(file, nodes)))
 
 
 def cancel_command(

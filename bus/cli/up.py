@@ -21,16 +21,10 @@ from ..project import compile_files, find_workflow_files, project_registry
 from ..provision import load_tables, provision
 from ..registry import Registry
 from ..table import RoutingTable
-from .common import console, die, run, setup_logging
+from .common import Files, NodesDir, console, die, run, setup_logging
 
 __all__ = ["host_command", "up_command"]
 
-Files = Annotated[
-    list[Path] | None, typer.Argument(help="Workflow files or folders (default: ./workflows).")
-]
-NodesDir = Annotated[
-    list[Path] | None, typer.Option("--nodes", help="Local node folders (default: ./nodes).")
-]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
 
 

@@ -55,12 +55,13 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from nanoservice import subjects
+from nanoservice.buckets import TABLES
 from nanoservice.compiler import compile_text
 from nanoservice.connect import connect as engine_connect
 from nanoservice.host import Host, freeze_startup_heap, select_steps
 from nanoservice.nats_transport import NatsTransport
 from nanoservice.node import Context, node
-from nanoservice.provision import TABLES_BUCKET, provision
+from nanoservice.provision import provision
 from nanoservice.registry import Registry
 
 __all__ = [
@@ -533,7 +534,7 @@ async def run_engine(
         with contextlib.suppress(Exception):
             await js.delete_stream(table.stream.name)
         with contextlib.suppress(Exception):
-            kv = await js.key_value(TABLES_BUCKET)
+            kv = await js.key_value(TABLES)
             await kv.purge(wf)
         for nc in conns:
             with contextlib.suppress(Exception):

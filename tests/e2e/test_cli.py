@@ -313,3 +313,36 @@ def test_compile_prints_the_routing_table(project: Path) -> None:
     table = json.loads(result.stdout)
     assert table["workflow"] == "hello", table
     assert set(table["steps"]) == {"normalize", "greet", "record"}, table
+
+
+# --- nano graph and nano cancel ------------------------------------------------------------
+
+
+def test_graph_prints_a_mermaid_flowchart(project: Path) -> None:
+    result = nano("graph", "workflows/hello.yaml", cwd=project)
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.startswith("flowchart LR"), describe(result)
+    assert "normalize --> greet" in result.stdout and "record --> done" in result.stdout
+
+
+def test_cancel_finds_the_workflow_and_the_execution_ends_cancelled(project: Path) -> None:
+    (project / "workflows" / "slow.yaml").write_text(
+        "name: slow\nsteps:\n  wait: {node: delay, with: {seconds: 2}, next: after}\n"
+        "  after: {node: log}\n"
+    )
+    restarted = Background(["up", "--port", "0"], cwd=project)
+    try:
+        restarted.wait_for_line("ready:")
+        started = nano("publish", "slow", "{}", cwd=project)
+        assert started.returncode == 0, describe(started)
+        execution = started.stdout.split()[-1]
+        cancelled = nano("cancel", execution, cwd=project)
+        assert cancelled.returncode == 0, describe(cancelled)
+        assert f"cancelled slow execution {execution}" in flat(cancelled.stdout)
+        unknown = nano("cancel", "no-such-execution", cwd=project)
+        assert unknown.returncode == 1 and "no workflow has an execution" in flat(unknown.stderr)
+        waited = nano("publish", "slow", "{}", "--wait", "--execution", execution, cwd=project)
+        assert waited.returncode == 1, describe(waited)
+        assert "Cancelled" in flat(waited.stderr), describe(waited)
+    finally:
+        restarted.close()
