@@ -59,10 +59,17 @@ class Client:
         execution = execution or subjects.new_execution_id()
         if not subjects.is_valid_token(execution):
             raise NanoError(f"invalid execution id {execution!r}")
+        data = msgspec.json.encode(payload)
+        if len(data) > self.nc.max_payload:
+            raise NanoError(
+                f"payload of {len(data)} bytes is over the server's max payload of "
+                f"{self.nc.max_payload} bytes (large payloads are not supported yet: pass a "
+                "reference, e.g. a URL or an object store key)"
+            )
         try:
             await self.js.publish(
                 subjects.start_subject(workflow, execution),
-                msgspec.json.encode(payload),
+                data,
                 headers={EXECUTION: execution, MSG_ID: f"{execution}:_start", **(headers or {})},
             )
         except Exception as exc:

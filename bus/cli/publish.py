@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import jsonschema
@@ -19,7 +21,9 @@ __all__ = ["publish_command"]
 
 def publish_command(
     target: Annotated[str, typer.Argument(help="Workflow name, or a subject (has a dot).")],
-    payload: Annotated[str, typer.Argument(help="JSON payload.")] = "{}",
+    payload: Annotated[
+        str, typer.Argument(help="JSON payload; @FILE reads a file, - reads standard input.")
+    ] = "{}",
     wait: Annotated[
         bool, typer.Option("--wait", "-w", help="Wait for and print the result.")
     ] = False,
@@ -28,10 +32,18 @@ def publish_command(
     nats_url: NatsUrl = None,
 ) -> None:
     """Start an execution of a workflow with a JSON payload."""
+    source = "payload"
+    try:
+        if payload == "-":
+            source, payload = "standard input", sys.stdin.read()
+        elif payload.startswith("@"):
+            source, payload = payload[1:], Path(payload[1:]).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise die(f"cannot read {payload[1:]}: {exc.strerror}") from None
     try:
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
-        raise die(f"payload is not valid JSON: {exc}") from None
+        raise die(f"{source} is not valid JSON: {exc}") from None
     code = run(_publish(resolve_url(nats_url), target, data, wait, timeout, execution))
     raise typer.Exit(code)
 

@@ -346,3 +346,12 @@ def test_cancel_finds_the_workflow_and_the_execution_ends_cancelled(project: Pat
         assert "Cancelled" in flat(waited.stderr), describe(waited)
     finally:
         restarted.close()
+
+
+def test_publish_reads_the_payload_from_a_file(project: Path, up: Background) -> None:
+    (project / "payload.json").write_text('{"name": "Grace"}')
+    result = nano("publish", "hello", "@payload.json", "--wait", cwd=project)
+    assert result.returncode == 0, describe(result)
+    assert json.loads(result.stdout) == {"message": "Hello, Grace!", "length": 5}
+    missing = nano("publish", "hello", "@nope.json", cwd=project)
+    assert missing.returncode == 1 and "cannot read nope.json" in flat(missing.stderr)

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 import nats
+import pytest
 from pydantic import BaseModel
 
 from nanoservice.client import Client, Outcome
@@ -370,3 +371,12 @@ async def test_a_join_fires_once_when_replicas_race_on_its_branches(nats_url: st
     assert all(o.ok and o.output == {"name": "5"} for o in outcomes), outcomes
     # every branch delivered once to the join, nothing duplicated by the race
     assert set((info.state.subjects or {}).values()) == {5}
+
+
+async def test_a_trigger_over_the_max_payload_is_refused_with_the_sizes(nats_url: str) -> None:
+    from nanoservice.errors import NanoError
+
+    wf = "name: bigin\nsteps:\n  a: {node: upper}\n"
+    async with running(nats_url, wf) as (client, _, _):
+        with pytest.raises(NanoError, match=r"payload of \d+ bytes is over the server's max"):
+            await client.start("bigin", {"name": "x" * 1_100_000})

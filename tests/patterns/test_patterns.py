@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,13 @@ async def hosted(url: str, spec: dict[str, Any]) -> AsyncIterator[Client]:
         await nc.close()
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (bounded) for work that may finish after the execution's result is out."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # polling a plain counter: there is no event to wait on
+
+
 @pytest.mark.parametrize("path", PATTERNS, ids=[p.stem for p in PATTERNS])
 async def test_pattern(path: Path, nats_url: str) -> None:
     spec = SPECS[path]
@@ -116,6 +123,13 @@ async def test_pattern(path: Path, nats_url: str) -> None:
                 assert outcome.ok, f"{path.name}: {case['input']} -> {outcome}"
                 assert matches(case["output"], outcome.output), (
                     f"{path.name}: {case['input']} -> {outcome.output!r}"
+                )
+            for step, expected_runs in case.get("runs", {}).items():
+                await _until(
+                    lambda e=outcome.execution, s=step, n=expected_runs: calls[(e, s)] >= n
+                )
+                assert calls[(outcome.execution, step)] == expected_runs, (
+                    f"{path.name}: step {step} ran {calls[(outcome.execution, step)]} times"
                 )
             for step in case.get("once", []):
                 assert calls[(outcome.execution, step)] == 1, (
