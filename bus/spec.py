@@ -58,7 +58,12 @@ class RetrySpec(_Spec):
 class StreamSpec(_Spec):
     """Retention and durability of the workflow's JetStream stream."""
 
-    max_age: float = Field(86_400.0, gt=0, description="Seconds a message is kept.")
+    max_age: float = Field(
+        86_400.0,
+        gt=0,
+        description="Seconds a message is kept. Server memory grows with the executions "
+        "kept (about 2 KB each at first, see docs/benchmarks.md): size it to the traffic.",
+    )
     max_bytes: int = Field(-1, description="Byte limit of the stream (-1: none).")
     replicas: int = Field(1, ge=1, le=5, description="Stream replicas (3 on a cluster).")
     duplicate_window: float = Field(
