@@ -8,112 +8,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-NANO = Path(sys.executable).parent / "nano"
+from tests.e2e.processes import NANO, Background, nano_env
+
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "workflows" / "hello.yaml"
 
-START_TIMEOUT = 40.0  # two shared cores: a cold `nano up` can take a while
-STOP_TIMEOUT = 20.0
 CMD_TIMEOUT = 30.0
-
-
-def _env() -> dict[str, str]:
-    """The user's environment without anything that would point `nano` elsewhere."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "PYTHONASYNCIODEBUG")}
-    env["COLUMNS"] = "200"  # keep rich from wrapping messages we match on
-    env["NO_COLOR"] = "1"
-    return env
-
-
-class Background:
-    """A long-running `nano` subprocess whose output is read by threads, line by line."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.args = args
-        self.proc = subprocess.Popen(
-            [str(NANO), *args],
-            cwd=cwd,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout, True)),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, False)),
-        ]
-        for reader in self._readers:
-            reader.daemon = True
-            reader.start()
-
-    def _read(self, stream, sink: list[str], forward: bool) -> None:  # type: ignore[no-untyped-def]
-        for line in stream:
-            sink.append(line)
-            if forward:
-                self._lines.put(line)
-        if forward:
-            self._lines.put(None)
-
-    def output(self) -> str:
-        return (
-            f"$ nano {' '.join(self.args)} (exit {self.proc.poll()})\n"
-            f"--- stdout ---\n{''.join(self.stdout)}--- stderr ---\n{''.join(self.stderr[-60:])}"
-        )
-
-    def wait_for_line(self, prefix: str, timeout: float = START_TIMEOUT) -> str:
-        """The first stdout line starting with ``prefix``; fail on exit or after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"no line starting {prefix!r} within {timeout:g} s\n{self.output()}")
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self.proc.wait(5)
-                pytest.fail(f"process ended before a line starting {prefix!r}\n{self.output()}")
-            if line.startswith(prefix):
-                return line
-
-    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"process still running after {timeout:g} s\n{self.output()}")
-        for reader in self._readers:
-            reader.join(5)
-        return code
-
-    def close(self) -> None:
-        """Stop the process if the test left it running (SIGTERM, then SIGKILL)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def nano(*args: str, cwd: Path, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -122,7 +32,7 @@ def nano(*args: str, cwd: Path, timeout: float = CMD_TIMEOUT) -> subprocess.Comp
         return subprocess.run(
             [str(NANO), *args],
             cwd=cwd,
-            env=_env(),
+            env=nano_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

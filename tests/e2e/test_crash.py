@@ -8,12 +8,6 @@ results were still partial, so it proves something.
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,8 +19,7 @@ from nats.aio.client import Client as NATS
 from nanoservice.client import Client
 from nanoservice.envelope import decode_result
 from nanoservice.localnats import LocalServer
-
-NANO = Path(sys.executable).parent / "nano"
+from tests.e2e.processes import Background
 
 WF = "crash"
 STREAM = "NANO_CRASH"
@@ -66,77 +59,6 @@ def expected(n: int) -> dict[str, int]:
     return {"n": n, "r": 2 * n + 1}
 
 
-class Host:
-    """A `nano host` subprocess; stdout/stderr collected by threads, `ready:` awaited."""
-
-    def __init__(self, workflow: Path, url: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "PYTHONASYNCIODEBUG")}
-        env["COLUMNS"] = "200"
-        self.args = ["host", str(workflow), "--nats-url", url]
-        self.proc = subprocess.Popen(
-            [str(NANO), *self.args],
-            cwd=workflow.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        for stream, sink, forward in (
-            (self.proc.stdout, self.stdout, True),
-            (self.proc.stderr, self.stderr, False),
-        ):
-            threading.Thread(target=self._read, args=(stream, sink, forward), daemon=True).start()
-
-    def _read(self, stream, sink: list[str], forward: bool) -> None:  # type: ignore[no-untyped-def]
-        for line in stream:
-            sink.append(line)
-            if forward:
-                self._lines.put(line)
-        if forward:
-            self._lines.put(None)
-
-    def output(self) -> str:
-        return (
-            f"$ nano {' '.join(self.args)} (pid {self.proc.pid}, exit {self.proc.poll()})\n"
-            f"--- stdout ---\n{''.join(self.stdout)}"
-            f"--- stderr (last lines) ---\n{''.join(self.stderr[-40:])}"
-        )
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"`nano host` not ready within {timeout:g} s\n{self.output()}")
-            try:
-                line = self._lines.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                continue
-            if line is None:
-                self.proc.wait(5)
-                pytest.fail(f"`nano host` exited before it was ready\n{self.output()}")
-            if line.startswith("ready:"):
-                return
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
 def workflow_file(tmp_path: Path) -> Path:
     path = tmp_path / "project" / f"{WF}.yaml"
@@ -146,9 +68,9 @@ def workflow_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def hosts() -> Iterator[list[Host]]:
+def hosts() -> Iterator[list[Background]]:
     """Every `nano host` a test starts; whatever is left running is stopped afterwards."""
-    started: list[Host] = []
+    started: list[Background] = []
     try:
         yield started
     finally:
@@ -168,10 +90,11 @@ async def client_nc(nats_url: str) -> AsyncIterator[NATS]:
         await nc.close()
 
 
-def start_host(hosts: list[Host], workflow: Path, url: str) -> Host:
-    host = Host(workflow, url)
+def start_host(hosts: list[Background], workflow: Path, url: str) -> Background:
+    """`nano host` on the workflow file (provisions it), waited for until it consumes."""
+    host = Background(["host", str(workflow), "--nats-url", url], cwd=workflow.parent)
     hosts.append(host)
-    host.wait_ready()
+    host.wait_for_line("ready:", timeout=READY_TIMEOUT)
     return host
 
 
@@ -198,7 +121,7 @@ async def publish_all(nc: NATS, run: str) -> dict[str, int]:
     return executions
 
 
-async def wait_for_results(nc: NATS, at_least: int, timeout: float, *procs: Host) -> int:
+async def wait_for_results(nc: NATS, at_least: int, timeout: float, *procs: Background) -> int:
     """Poll until ``at_least`` executions have a result; fail with the hosts' output if not."""
     deadline = time.monotonic() + timeout
     seen = 0
@@ -218,7 +141,7 @@ async def wait_for_results(nc: NATS, at_least: int, timeout: float, *procs: Host
         await asyncio.sleep(0.05)
 
 
-async def check_outcome(nc: NATS, executions: dict[str, int], *procs: Host) -> None:
+async def check_outcome(nc: NATS, executions: dict[str, int], *procs: Background) -> None:
     """Exactly one result per execution, no dead letters, right outputs, nothing left unacked."""
     done = await subject_counts(nc, "_done")
     dlq = await subject_counts(nc, "_dlq")
@@ -263,7 +186,7 @@ async def check_outcome(nc: NATS, executions: dict[str, int], *procs: Host) -> N
 
 
 async def test_host_sigkill_mid_stream(
-    nats_url: str, client_nc: NATS, workflow_file: Path, hosts: list[Host]
+    nats_url: str, client_nc: NATS, workflow_file: Path, hosts: list[Background]
 ) -> None:
     first = start_host(hosts, workflow_file, nats_url)
     executions = await publish_all(client_nc, "k")
@@ -289,7 +212,7 @@ async def test_server_sigkill_and_restart_mid_stream(
     nats_url: str,
     client_nc: NATS,
     workflow_file: Path,
-    hosts: list[Host],
+    hosts: list[Background],
 ) -> None:
     host = start_host(hosts, workflow_file, nats_url)
     executions = await publish_all(client_nc, "s")
@@ -305,7 +228,7 @@ async def test_server_sigkill_and_restart_mid_stream(
     assert host.proc.poll() is None, f"host died\n{host.output()}"
 
 
-async def wait_done_count(nc: NATS, host: Host, timeout: float = 20.0) -> int:
+async def wait_done_count(nc: NATS, host: Background, timeout: float = 20.0) -> int:
     """The result count as soon as the test's connection is back after the restart."""
     deadline = time.monotonic() + timeout
     while (count := await done_count(nc)) < 0:
