@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 from pydantic import ValidationError
 
-from . import subjects
+from . import dataflow, subjects
 from .errors import Problem, UnknownNodeError, WorkflowError
 from .expr import Expression, ExpressionError, step_references
 from .loader import Document, Location, load_document, parse_document
@@ -92,7 +91,7 @@ class _Compiler:
                 output_refs = output_refs | {INPUT}
         self._check_input_schema()
         self._check_triggers()
-        successors = {n: _successors(s) for n, s in spec.steps.items()}
+        successors = {n: dataflow.successors(s) for n, s in spec.steps.items()}
         self._check_joins()
         self._check_upstream(refs, successors)
         self._check_graph(start, successors)
@@ -102,7 +101,7 @@ class _Compiler:
             n: successors[n] + ([s.loop.back_to] if s.loop and s.loop.back_to else [])
             for n, s in spec.steps.items()
         }  # loop-backs carry data too
-        keep = _keep_sets(flows, refs, output_refs)
+        keep = dataflow.keep_sets(flows, refs, output_refs)
         return self._table(start, keep)
 
     def _check_step(self, name: str, step: StepSpec) -> frozenset[str] | None:
@@ -140,13 +139,13 @@ class _Compiler:
                 self._check_target(target, (*loc, "join", "on_timeout", i), name)
         found: set[str] | None = set()
         for source, where in sources:
-            found = _union(found, self._expression(source, where, name))
+            found = dataflow.union(found, self._expression(source, where, name))
         # Node configs may hold expressions of their own: keep what any string mentions.
-        texts = [source for source, _ in sources] + list(_strings(step.with_))
-        for text in _strings(step.with_):
-            found = _union(found, step_references(text))
+        texts = [source for source, _ in sources] + list(dataflow.strings(step.with_))
+        for text in dataflow.strings(step.with_):
+            found = dataflow.union(found, step_references(text))
         if any(_INPUT_REF.search(text) for text in texts):
-            found = _union(found, [INPUT])
+            found = dataflow.union(found, [INPUT])
         return None if found is None else frozenset(found)
 
     def _check_node(self, name: str, step: StepSpec, loc: Location) -> None:
@@ -190,8 +189,8 @@ class _Compiler:
         if back_to not in self.spec.steps:
             self._check_target(back_to, (*loc, "loop", "back_to"), name)
             return
-        successors = {n: _successors(s) for n, s in self.spec.steps.items()}
-        if name not in _reachable([back_to], successors):
+        successors = {n: dataflow.successors(s) for n, s in self.spec.steps.items()}
+        if name not in dataflow.reachable([back_to], successors):
             self.fail(
                 f"loop back_to '{back_to}' does not lead to this step",
                 (*loc, "loop", "back_to"),
@@ -206,7 +205,7 @@ class _Compiler:
             for ref in sorted(used or ()):
                 if ref == name or ref not in successors:
                     continue
-                if name not in _reachable(successors.get(ref, []), successors):
+                if name not in dataflow.reachable(successors.get(ref, []), successors):
                     self.fail(
                         f"reads steps.{ref}, but '{ref}' never runs before this step",
                         ("steps", name),
@@ -220,7 +219,7 @@ class _Compiler:
             for i, branch in enumerate(step.join.steps):
                 if branch not in self.spec.steps:
                     self._check_target(branch, ("steps", name, "join", "steps", i), name)
-                elif name not in _successors(self.spec.steps[branch]):
+                elif name not in dataflow.successors(self.spec.steps[branch]):
                     self.fail(
                         f"join can never complete: step '{branch}' never routes here",
                         ("steps", name, "join", "steps", i),
@@ -276,7 +275,7 @@ class _Compiler:
                 )
 
     def _check_graph(self, start: list[str], successors: dict[str, list[str]]) -> None:
-        reachable = _reachable(start, successors)
+        reachable = dataflow.reachable(start, successors)
         for name in self.spec.steps:
             if name not in reachable:
                 self.fail(
@@ -285,7 +284,7 @@ class _Compiler:
                     name,
                     hint="route to it from another step, or list it in `start`",
                 )
-        cycle = _find_cycle(successors)
+        cycle = dataflow.find_cycle(successors)
         if cycle:
             self.fail(
                 "cycle without a bound: " + " -> ".join(cycle),
@@ -379,105 +378,6 @@ class _Compiler:
             output=spec.output,
             steps=steps,
         )
-
-
-def _successors(step: StepSpec) -> list[str]:
-    out = [*step.next, *step.default, *step.on_error]
-    for route in step.routes.values():
-        out += route.to
-    if step.join is not None:
-        out += step.join.on_timeout
-    return list(dict.fromkeys(out))
-
-
-def _reachable(start: Iterable[str], successors: dict[str, list[str]]) -> set[str]:
-    seen: set[str] = set()
-    todo = [s for s in start if s in successors]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(t for t in successors[name] if t in successors)
-    return seen
-
-
-def _keep_sets(
-    successors: dict[str, list[str]],
-    refs: dict[str, frozenset[str] | None],
-    output_refs: frozenset[str] | None,
-) -> dict[str, frozenset[str] | None]:
-    """For each step, the data that the message leaving it must carry (None = all).
-
-    ``needed[s]`` is what ``s`` or anything after it reads; loops make the graph cyclic, so
-    it is computed as a fixpoint rather than by one recursive walk.
-    """
-    base = {n: _merge(refs.get(n, frozenset()), output_refs) for n in successors}
-    needed = dict(base)
-    changed = True
-    while changed:
-        changed = False
-        for name, succs in successors.items():
-            acc = base[name]
-            for succ in succs:
-                acc = _merge(acc, needed.get(succ, frozenset()))
-            if acc != needed[name]:
-                needed[name], changed = acc, True
-    keep: dict[str, frozenset[str] | None] = {}
-    for name, succs in successors.items():
-        carried = output_refs
-        for succ in succs:
-            carried = _merge(carried, needed.get(succ, frozenset()))
-        keep[name] = carried
-    return keep
-
-
-def _merge(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
-    """Union, where None means "everything"."""
-    return None if a is None or b is None else a | b
-
-
-def _union(acc: set[str] | None, more: Iterable[str] | None) -> set[str] | None:
-    if acc is None or more is None:
-        return None
-    acc.update(more)
-    return acc
-
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
-def _find_cycle(successors: dict[str, list[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        state[name] = 1
-        path.append(name)
-        for succ in successors.get(name, []):
-            if state.get(succ) == 1:
-                return [*path[path.index(succ) :], succ]
-            if succ in successors and succ not in state:
-                found = visit(succ)
-                if found:
-                    return found
-        path.pop()
-        state[name] = 2
-        return None
-
-    for name in successors:
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
-    return None
 
 
 def _revision(spec: WorkflowSpec) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nanoservice.nats_transport import frame
+from nanoservice.wire import frame
 
 
 def test_plain_publish() -> None:

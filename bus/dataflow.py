@@ -1,0 +1,114 @@
+"""The workflow as a graph: who follows whom, what is reachable, and what data must travel.
+
+Pure functions over step names, used by the compiler: successors of a step, reachability,
+cycles, and the "keep sets" (which earlier outputs, and whether the trigger payload, the
+message leaving each step must carry, because something after it reads them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .spec import StepSpec
+
+__all__ = ["find_cycle", "keep_sets", "merge", "reachable", "strings", "successors", "union"]
+
+
+def successors(step: StepSpec) -> list[str]:
+    out = [*step.next, *step.default, *step.on_error]
+    for route in step.routes.values():
+        out += route.to
+    if step.join is not None:
+        out += step.join.on_timeout
+    return list(dict.fromkeys(out))
+
+
+def reachable(start: Iterable[str], successors: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = [s for s in start if s in successors]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(t for t in successors[name] if t in successors)
+    return seen
+
+
+def keep_sets(
+    successors: dict[str, list[str]],
+    refs: dict[str, frozenset[str] | None],
+    output_refs: frozenset[str] | None,
+) -> dict[str, frozenset[str] | None]:
+    """For each step, the data that the message leaving it must carry (None = all).
+
+    ``needed[s]`` is what ``s`` or anything after it reads; loops make the graph cyclic, so
+    it is computed as a fixpoint rather than by one recursive walk.
+    """
+    base = {n: merge(refs.get(n, frozenset()), output_refs) for n in successors}
+    needed = dict(base)
+    changed = True
+    while changed:
+        changed = False
+        for name, succs in successors.items():
+            acc = base[name]
+            for succ in succs:
+                acc = merge(acc, needed.get(succ, frozenset()))
+            if acc != needed[name]:
+                needed[name], changed = acc, True
+    keep: dict[str, frozenset[str] | None] = {}
+    for name, succs in successors.items():
+        carried = output_refs
+        for succ in succs:
+            carried = merge(carried, needed.get(succ, frozenset()))
+        keep[name] = carried
+    return keep
+
+
+def merge(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    """Union, where None means "everything"."""
+    return None if a is None or b is None else a | b
+
+
+def union(acc: set[str] | None, more: Iterable[str] | None) -> set[str] | None:
+    if acc is None or more is None:
+        return None
+    acc.update(more)
+    return acc
+
+
+def strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+def find_cycle(successors: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for succ in successors.get(name, []):
+            if state.get(succ) == 1:
+                return [*path[path.index(succ) :], succ]
+            if succ in successors and succ not in state:
+                found = visit(succ)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in successors:
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
