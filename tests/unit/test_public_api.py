@@ -50,6 +50,8 @@ def test_spec_and_compiler_never_touch_nats() -> None:
         "spec",
         "table",
         "compiler",
+        "dataflow",
+        "graph",
         "node",
         "registry",
         "envelope",
