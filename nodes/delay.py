@@ -4,8 +4,7 @@ While it waits longer than a few seconds the node tells the server it is still w
 (``ctx.heartbeat()`` every ``HEARTBEAT_EVERY`` seconds), so the message is not redelivered
 to another replica. The step's ``timeout`` must still be longer than ``seconds``.
 
-Config:
-    seconds (required): how long to wait, 0 to 3600.
+Config: see the fields of the config model below (documented in docs/nodes.md).
 
 Input: anything JSON can carry.
 Output: the input, unchanged.

@@ -3,18 +3,7 @@
 One ``httpx.AsyncClient`` per step instance (opened in ``setup``, closed in ``close``), so
 connections are reused across messages. ``timeout`` bounds the whole call, body included.
 
-Config:
-    url: the URL (``http://`` or ``https://``); or
-    url_expr (CEL): an expression giving the URL from the execution's data. Exactly one of
-        ``url`` and ``url_expr``.
-    method: ``GET`` (default), ``POST``, ``PUT``, ``PATCH`` or ``DELETE``.
-    headers: request headers (default: none besides ``user-agent``).
-    body (CEL): the JSON body. Without it, ``POST``/``PUT``/``PATCH`` send the node's input
-        as JSON and ``GET``/``DELETE`` send no body.
-    timeout: seconds the whole call may take (default 10).
-    expect_status: the statuses that count as success (default: any 2xx).
-    max_response_bytes: the largest response body read (default 1 MiB).
-    follow_redirects: follow 3xx redirects (default false).
+Config: see the fields of the config model below (documented in docs/nodes.md).
 
 Input: anything JSON can carry (sent as the body where the method has one and ``body`` is
 not set).

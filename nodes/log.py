@@ -4,10 +4,7 @@ The input is logged as JSON on the ``nanoservice.node`` logger, tagged with the 
 workflow and step (``ctx.log``). Useful as a tap while building a workflow, or as the last
 step of a branch whose result only needs to be seen.
 
-Config:
-    level: ``debug``, ``info`` (default), ``warning`` or ``error``.
-    message: text written before the JSON (default: none).
-    max_chars: longest JSON written; longer input is cut and marked (default 4096).
+Config: see the fields of the config model below (documented in docs/nodes.md).
 
 Input: anything JSON can carry.
 Output: the input, unchanged.

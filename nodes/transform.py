@@ -5,10 +5,7 @@ The step's output is the value of ``expr``. The expression sees the execution's 
 (``steps.<name>.output`` of earlier steps), ``vars`` and ``execution``. It is compiled when
 the workflow compiles, so a syntax error or an unknown variable fails there, not at run time.
 
-Config:
-    expr (CEL, required): the output.
-    route (CEL, optional): evaluates to a route name (a string); the output then goes down
-        that route of the step's ``routes``.
+Config: see the fields of the config model below (documented in docs/nodes.md).
 
 Input: anything (the expression reads the scope, not the node's input).
 Output: the expression's value as JSON (timestamps become RFC 3339 strings, durations ISO

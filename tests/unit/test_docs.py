@@ -10,7 +10,12 @@ import pytest
 import yaml
 
 from nanoservice.compiler import compile_file, compile_text
-from nanoservice.docgen import patterns_markdown, render_workflows_doc, workflow_schema
+from nanoservice.docgen import (
+    nodes_markdown,
+    patterns_markdown,
+    render_workflows_doc,
+    workflow_schema,
+)
 from nanoservice.errors import WorkflowError
 from nanoservice.registry import Registry
 
@@ -85,6 +90,11 @@ def test_generated_reference_is_current() -> None:
     assert render_workflows_doc(page) == page, "run: python -m nanoservice.docgen"
     schema = json.loads((ROOT / "docs" / "workflow.schema.json").read_text())
     assert schema == workflow_schema(), "run: python -m nanoservice.docgen"
+
+
+def test_generated_nodes_page_is_current() -> None:
+    page = (ROOT / "docs" / "nodes.md").read_text()
+    assert nodes_markdown() == page, "run: python -m nanoservice.docgen"
 
 
 def test_generated_patterns_page_is_current() -> None:
