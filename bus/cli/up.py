@@ -125,8 +125,9 @@ async def _serve(
 ) -> None:
     nc = await _connect(url, "nano up")
     js = nc.jetstream()
+    replicas = 3 if isinstance(server, LocalCluster) else None  # a local cluster: R3 streams
     for table in tables:
-        done = await provision(js, table)
+        done = await provision(js, table, replicas=replicas)
         console.print(
             f"workflow [bold]{table.workflow}[/bold] ({table.source}): stream "
             f"{done.stream} {done.stream_action}, {len(table.steps)} steps"

@@ -265,3 +265,32 @@ def test_publish_reads_the_payload_from_a_file(project: Path, up: Background) ->
     assert json.loads(result.stdout) == {"message": "Hello, Grace!", "length": 5}
     missing = nano("publish", "hello", "@nope.json", cwd=project)
     assert missing.returncode == 1 and "cannot read nope.json" in flat(missing.stderr)
+
+
+def test_up_cluster_runs_the_sample_on_three_servers_with_r3_streams(project: Path) -> None:
+    import asyncio
+
+    import nats
+
+    cluster = Background(["up", "--cluster"], cwd=project)
+    try:
+        cluster.wait_for_line("ready:")
+        url = (project / ".nano" / "url").read_text().strip()
+        assert len(url.split(",")) == 3, url
+        result = nano("publish", "hello", '{"name": "Ada"}', "--wait", cwd=project)
+        assert result.returncode == 0, describe(result)
+        assert json.loads(result.stdout) == {"message": "Hello, Ada!", "length": 3}
+
+        async def replicas() -> int:
+            nc = await nats.connect(url.split(","))
+            try:
+                info = await nc.jetstream().stream_info("NANO_HELLO")
+            finally:
+                await nc.close()
+            return info.config.num_replicas or 1
+
+        assert asyncio.run(replicas()) == 3
+        cluster.proc.send_signal(signal.SIGINT)
+        assert cluster.wait() == 0, cluster.output()
+    finally:
+        cluster.close()
