@@ -18,7 +18,7 @@ from nanoservice.envelope import decode_dead_letter
 from nanoservice.errors import NonRetryableError
 from nanoservice.host import Host, select_steps
 from nanoservice.nats_transport import NatsTransport
-from nanoservice.node import Context, Routed, node
+from nanoservice.node import Context, NoConfig, Node, Routed, node
 from nanoservice.provision import load_tables, provision
 from nanoservice.registry import Registry
 from nanoservice.table import RoutingTable
@@ -380,3 +380,33 @@ async def test_a_trigger_over_the_max_payload_is_refused_with_the_sizes(nats_url
     async with running(nats_url, wf) as (client, _, _):
         with pytest.raises(NanoError, match=r"payload of \d+ bytes is over the server's max"):
             await client.start("bigin", {"name": "x" * 1_100_000})
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+class Greeter(Node[Person, dict[str, str], NoConfig]):
+    """A class node with a typed input."""
+
+    name = "greeter"
+
+    async def handle(self, ctx: Context, input: Person) -> dict[str, str]:
+        return {"greeting": f"{input.name} is {input.age}"}
+
+
+REGISTRY.add(Greeter)
+
+
+async def test_a_typed_node_input_is_validated_and_bad_input_is_not_retried(
+    nats_url: str,
+) -> None:
+    wf = "name: typed\nsteps:\n  a: {node: greeter, retry: {max_attempts: 4}}\n"
+    async with running(nats_url, wf) as (client, _, _):
+        good = await run(client, "typed", {"name": "Ada", "age": "36"})
+        bad = await run(client, "typed", {"name": "Ada"})
+    assert good.ok and good.output == {"greeting": "Ada is 36"}
+    assert not bad.ok and bad.error is not None
+    assert bad.error["type"] == "ValidationError" and bad.error["attempts"] == 1
+    assert "age" in bad.error["message"]
