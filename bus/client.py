@@ -18,7 +18,7 @@ from .envelope import decode_dead_letter, decode_result
 from .errors import NanoError
 from .types import EXECUTION, MSG_ID
 
-__all__ = ["Client", "ExecutionFailed", "Outcome"]
+__all__ = ["Client", "ExecutionFailed", "Outcome", "outcome_of"]
 
 
 class ExecutionFailed(NanoError):
@@ -127,7 +127,7 @@ class Client:
                 msg = await self.js.get_last_msg(stream, subject)
             except NotFoundError:
                 continue
-            return _outcome(execution, subject, msg.data or b"")
+            return outcome_of(execution, subject, msg.data or b"")
         return None
 
     async def _watch(self, workflow: str, execution: str) -> _Waiter:
@@ -149,7 +149,7 @@ class _Waiter:
 
     async def on_msg(self, msg: Msg) -> None:
         if not self.outcome.done():
-            self.outcome.set_result(_outcome(self.execution, msg.subject, msg.data))
+            self.outcome.set_result(outcome_of(self.execution, msg.subject, msg.data))
 
     async def close(self) -> None:
         for sub in self.subs:
@@ -157,7 +157,8 @@ class _Waiter:
                 await sub.unsubscribe()
 
 
-def _outcome(execution: str, subject: str, data: bytes) -> Outcome:
+def outcome_of(execution: str, subject: str, data: bytes) -> Outcome:
+    """The outcome a `_done` or `_dlq` message of an execution reports."""
     if f".{subjects.DONE}." in subject:
         result = decode_result(data)
         return Outcome(execution=execution, ok=True, output=result.output, step=result.step)

@@ -67,6 +67,7 @@ class Host:
 
     ``nc`` (the NATS connection) enables what needs KV or a client: joins, sub-workflow
     calls, for-each over calls and cancellation. Without it those steps fail clearly.
+    ``services`` replaces all of that (the in-memory bus passes its own).
     """
 
     def __init__(
@@ -76,11 +77,13 @@ class Host:
         steps: list[tuple[RoutingTable, StepRoute]],
         *,
         nc: NATS | None = None,
+        services: Services | None = None,
     ) -> None:
         self.transport = transport
         self.registry = registry
         self.steps = steps
         self.nc = nc
+        self._given = services
         self.js: JetStreamContext | None = nc.jetstream() if nc is not None else None
         self.runners: list[StepRunner] = []
         self._subscriptions: list[Any] = []
@@ -89,6 +92,8 @@ class Host:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def _services(self) -> Services:
+        if self._given is not None:
+            return self._given
         services = Services(self.transport)
         if self.js is None or self.nc is None:
             return services

@@ -16,9 +16,9 @@ from enum import Enum
 
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
 from .envelope import Envelope
+from .types import KeyValueStore
 
 __all__ = ["Decision", "JoinState", "JoinStore", "merge"]
 
@@ -55,7 +55,7 @@ _decode = msgspec.json.Decoder(JoinState).decode
 class JoinStore:
     """CAS updates of join states."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
 
     async def _load(self, key: str) -> tuple[JoinState | None, int | None]:

@@ -17,7 +17,6 @@ from typing import Any
 
 import jsonschema
 import msgspec
-from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from . import subjects
@@ -39,6 +38,7 @@ from .types import (
     TRACEPARENT,
     WORKFLOW,
     Delivery,
+    KeyValueStore,
     Transport,
 )
 
@@ -63,7 +63,7 @@ class Services:
 
     transport: Transport
     joins: JoinStore | None = None
-    calls: KeyValue | None = None
+    calls: KeyValueStore | None = None
     cancels: CancelWatcher | None = None
     client: Client | None = None
 

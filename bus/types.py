@@ -29,6 +29,7 @@ __all__ = [
     "DeliveryHandler",
     "Headers",
     "JSONValue",
+    "KeyValueStore",
     "PullSubscription",
     "Transport",
 ]
@@ -89,6 +90,24 @@ class PullSubscription(Protocol):
     """A running consumer; ``stop`` stops pulling and lets in-flight messages settle."""
 
     async def stop(self, drain_timeout: float = 10.0) -> None: ...
+
+
+class KeyValueStore(Protocol):
+    """The part of a JetStream KV bucket the engine uses (revisions make CAS possible)."""
+
+    async def get(self, key: str) -> Any:
+        """The entry (``.value``, ``.revision``); raises ``KeyNotFoundError`` if absent."""
+        ...
+
+    async def put(self, key: str, value: bytes) -> int: ...
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Store only if absent; raises ``KeyWrongLastSequenceError`` otherwise."""
+        ...
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        """Store only if the revision is still ``last`` (compare-and-set)."""
+        ...
 
 
 class Transport(Protocol):

@@ -5,24 +5,28 @@ steps whose node must have run exactly once per execution (``once``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import nats
 import pytest
 import yaml
+from nats.aio.client import Client as NATS
 from pydantic import BaseModel
 
-from nanoservice.client import Client
+from nanoservice.client import Client, Outcome
 from nanoservice.compiler import compile_text
 from nanoservice.host import Host, select_steps
+from nanoservice.memory import MemoryBus
 from nanoservice.nats_transport import NatsTransport
 from nanoservice.node import Context, NodeInstance, NodeType
 from nanoservice.provision import provision
 from nanoservice.registry import Registry
+from nanoservice.table import RoutingTable
 
 HERE = Path(__file__).parent
 PATTERNS = sorted(HERE.glob("*.yaml"))
@@ -73,12 +77,61 @@ def matches(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-async def hosted(url: str, spec: dict[str, Any]) -> AsyncIterator[Client]:
+def tables_of(spec: dict[str, Any]) -> list[RoutingTable]:
     workflows = [spec["workflow"], *spec.get("also", [])]
-    tables = [
+    return [
         compile_text(yaml.safe_dump(w, sort_keys=False), REGISTRY, file=w["name"])
         for w in workflows
     ]
+
+
+class Backend(Protocol):
+    async def run(self, workflow: str, payload: Any, *, timeout: float) -> Outcome: ...
+
+    async def results_per_execution(self, workflow: str) -> set[int]: ...
+
+
+class OnNats:
+    """A real nats-server: the run that counts."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.client = Client(nc)
+
+    async def run(self, workflow: str, payload: Any, *, timeout: float) -> Outcome:
+        return await self.client.run(workflow, payload, timeout=timeout)
+
+    async def results_per_execution(self, workflow: str) -> set[int]:
+        info = await self.client.js.stream_info(
+            f"NANO_{workflow.upper()}", subjects_filter=f"nano.{workflow}._done.*"
+        )
+        return set((info.state.subjects or {}).values())
+
+
+class InMemory:
+    """The in-memory bus: the same workflows and cases, no server."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        self.bus = bus
+
+    async def run(self, workflow: str, payload: Any, *, timeout: float) -> Outcome:
+        return await self.bus.run(workflow, payload, timeout=timeout)
+
+    async def results_per_execution(self, workflow: str) -> set[int]:
+        done = Counter(
+            s for s, _ in self.bus.messages(f"NANO_{workflow.upper()}", f"nano.{workflow}._done.*")
+        )
+        return set(done.values())
+
+
+@contextlib.asynccontextmanager
+async def hosted(backend: str, spec: dict[str, Any], url: str | None) -> AsyncIterator[Backend]:
+    tables = tables_of(spec)
+    if backend == "memory":
+        bus = MemoryBus()
+        async with bus.hosting(tables, REGISTRY):
+            yield InMemory(bus)
+        return
+    assert url is not None
     nc = await nats.connect(url)
     hnc = await nats.connect(url)
     transport = NatsTransport(hnc)
@@ -88,7 +141,7 @@ async def hosted(url: str, spec: dict[str, Any]) -> AsyncIterator[Client]:
     host = Host(transport, REGISTRY, select_steps(tables), nc=hnc)
     await host.start()
     try:
-        yield Client(nc)
+        yield OnNats(nc)
     finally:
         await host.stop(drain_timeout=2)
         await transport.close()
@@ -103,11 +156,26 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)  # polling a plain counter: there is no event to wait on
 
 
-@pytest.mark.parametrize("path", PATTERNS, ids=[p.stem for p in PATTERNS])
-async def test_pattern(path: Path, nats_url: str) -> None:
+# For-each over a call runs its children through a NATS client: real server only.
+NEEDS_NATS = {"for_each_call"}
+CASES = [(p, "nats") for p in PATTERNS] + [
+    (p, "memory") for p in PATTERNS if p.stem not in NEEDS_NATS
+]
+
+
+@pytest.fixture
+def server_url(request: pytest.FixtureRequest) -> str | None:
+    """A real server for the nats backend only (the memory runs start none)."""
+    if request.node.callspec.params["backend"] == "memory":
+        return None
+    return str(request.getfixturevalue("nats_url"))
+
+
+@pytest.mark.parametrize(("path", "backend"), CASES, ids=[f"{p.stem}-{b}" for p, b in CASES])
+async def test_pattern(path: Path, backend: str, server_url: str | None) -> None:
     spec = SPECS[path]
     name = spec["workflow"]["name"]
-    async for client in hosted(nats_url, spec):
+    async with hosted(backend, spec, server_url) as client:
         outcomes = await asyncio.gather(
             *(client.run(name, case["input"], timeout=20) for case in spec["cases"])
         )
@@ -135,7 +203,4 @@ async def test_pattern(path: Path, nats_url: str) -> None:
                 assert calls[(outcome.execution, step)] == 1, (
                     f"{path.name}: step {step} ran {calls[(outcome.execution, step)]} times"
                 )
-        info = await client.js.stream_info(
-            f"NANO_{name.upper()}", subjects_filter=f"nano.{name}._done.*"
-        )
-        assert set((info.state.subjects or {}).values()) <= {1}, "an execution has 2 results"
+        assert await client.results_per_execution(name) <= {1}, "an execution has 2 results"

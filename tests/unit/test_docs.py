@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -83,6 +84,15 @@ def test_doc_python_examples_define_nodes(where: str, code: str) -> None:
         except TypeError:
             continue
     assert registry.names(), f"{where} defines no node"
+
+
+@pytest.mark.parametrize(("where", "code"), blocks("python"), ids=[n for n, _ in blocks("python")])
+async def test_doc_python_examples_run_their_tests(where: str, code: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(code, where, "exec"), namespace)
+    for name, value in namespace.items():
+        if name.startswith("test_") and asyncio.iscoroutinefunction(value):
+            await value()
 
 
 def test_generated_reference_is_current() -> None:

@@ -1,0 +1,105 @@
+"""The in-memory bus keeps the JetStream behaviours the engine relies on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from nanoservice.compiler import compile_text
+from nanoservice.memory import MemoryBus, MemoryKV, matches
+from nanoservice.node import Context, node
+from nanoservice.registry import Registry
+from nanoservice.wire import PublishError
+
+attempts: dict[str, int] = {}
+
+
+@node("shout", pure=True)
+async def shout(ctx: Context, input: dict[str, Any]) -> dict[str, Any]:
+    return {"name": str(input["name"]).upper()}
+
+
+@node("twice")
+async def twice(ctx: Context, input: Any) -> Any:
+    attempts[ctx.execution_id] = ctx.attempt
+    if ctx.attempt < 2:
+        raise RuntimeError("not yet")
+    return input
+
+
+REGISTRY = Registry([shout, twice])
+TABLE = compile_text(
+    "name: mem\nsteps:\n  a: {node: twice, retry: {backoff: [0.01]}, next: b}\n"
+    "  b: {node: shout}\n",
+    REGISTRY,
+)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "expected"),
+    [("a.*.c", "a.b.c", True), ("a.>", "a.b.c", True), ("a.>", "a", False),
+     ("a.*", "a.b.c", False), ("a.b", "a.b", True), ("a.b", "a.c", False)],
+)  # fmt: skip
+def test_subject_matching(pattern: str, subject: str, expected: bool) -> None:
+    assert matches(pattern, subject) is expected
+
+
+async def test_a_workflow_runs_with_retries_and_gives_one_result() -> None:
+    bus = MemoryBus()
+    async with bus.hosting([TABLE], REGISTRY):
+        outcome = await bus.run("mem", {"name": "ada"}, timeout=5)
+    assert outcome.ok and outcome.output == {"name": "ADA"}
+    assert attempts[outcome.execution] == 2
+    assert [s for s, _ in bus.messages("NANO_MEM", "nano.mem.b.*")] == [
+        f"nano.mem.b.{outcome.execution}"
+    ]
+
+
+async def test_duplicates_and_second_results_are_refused() -> None:
+    bus = MemoryBus()
+    bus.provision(TABLE)
+    first = await (await bus.publish("nano.mem.b.e1", b"{}", {"Nats-Msg-Id": "x"}))
+    again = await (await bus.publish("nano.mem.b.e1", b"{}", {"Nats-Msg-Id": "x"}))
+    assert first == again and len(bus.messages("NANO_MEM")) == 1
+    done = {"Nats-Expected-Last-Subject-Sequence": "0"}
+    await (await bus.publish("nano.mem._done.e1", b"{}", done))
+    with pytest.raises(PublishError) as info:
+        await (await bus.publish("nano.mem._done.e1", b"{}", done))
+    assert info.value.code == 10071
+    with pytest.raises(PublishError, match="no stream"):
+        await (await bus.publish("elsewhere", b"{}"))
+
+
+async def test_unacked_messages_come_back_after_ack_wait_until_max_deliver() -> None:
+    bus = MemoryBus()
+    table = compile_text(
+        "name: slow\nsteps:\n  a: {node: shout, ack_wait: 1, retry: {max_attempts: 2}}\n",
+        REGISTRY,
+    )
+    bus.provision(table)
+    seen: list[int] = []
+
+    async def never_ack(delivery: Any) -> None:
+        seen.append(delivery.delivered)
+
+    pull = await bus.consume("NANO_SLOW", "a", never_ack, max_inflight=5)
+    await bus.publish("nano.slow._start.e1", b"{}")
+    await asyncio.sleep(3.5)
+    await pull.stop()
+    assert seen == [1, 2, 3]  # max_deliver = attempts + 1, then the server gives up
+
+
+async def test_kv_compare_and_set() -> None:
+    kv = MemoryKV("b")
+    with pytest.raises(KeyNotFoundError):
+        await kv.get("k")
+    rev = await kv.create("k", b"1")
+    with pytest.raises(KeyWrongLastSequenceError):
+        await kv.create("k", b"2")
+    with pytest.raises(KeyWrongLastSequenceError):
+        await kv.update("k", b"2", last=rev + 7)
+    await kv.update("k", b"2", last=rev)
+    assert (await kv.get("k")).value == b"2"
