@@ -39,6 +39,18 @@ class Outcome:
     step: str = ""
     error: dict[str, Any] | None = None
 
+    def unwrap(self) -> Any:
+        """The output; raises :class:`ExecutionFailed` if the execution failed."""
+        if self.ok:
+            return self.output
+        error = self.error or {}
+        raise ExecutionFailed(
+            self.execution,
+            self.step,
+            str(error.get("type", "Error")),
+            str(error.get("message", "")),
+        )
+
 
 class Client:
     """Starts executions on a workflow's trigger subject and waits for their outcome."""

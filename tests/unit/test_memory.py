@@ -103,3 +103,17 @@ async def test_kv_compare_and_set() -> None:
         await kv.update("k", b"2", last=rev + 7)
     await kv.update("k", b"2", last=rev)
     assert (await kv.get("k")).value == b"2"
+
+
+async def test_outcome_unwrap_gives_the_output_or_raises_the_failure() -> None:
+    from nanoservice import ExecutionFailed
+
+    bus = MemoryBus()
+    failing = compile_text("name: bad\nsteps:\n  a: {node: shout}\n", REGISTRY)
+    async with bus.hosting([TABLE, failing], REGISTRY):
+        good = await bus.run("mem", {"name": "x"}, timeout=5)
+        bad = await bus.run("bad", {"nom": "x"}, timeout=5)
+    assert good.unwrap() == {"name": "X"}
+    with pytest.raises(ExecutionFailed, match="failed at step 'a': KeyError: 'name'") as info:
+        bad.unwrap()
+    assert info.value.step == "a" and info.value.execution == bad.execution
