@@ -122,7 +122,7 @@ class Host:
             sub = await self.transport.consume(
                 runner.table.stream.name,
                 runner.step.consumer,
-                runner.handle,
+                runner.handler,
                 max_inflight=runner.step.concurrency,
                 inline=runner.inline,
             )

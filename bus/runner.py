@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import jsonschema
@@ -49,6 +50,12 @@ class StepRunner(JoinFlow, CallFlow):
         )
 
     # -- entry ----------------------------------------------------------------------------
+
+    @property
+    def handler(self) -> Callable[[Delivery], Coroutine[Any, Any, None]]:
+        """What the consumer calls: inline steps skip the in-flight bookkeeping, which only
+        serves heartbeats for nodes that wait."""
+        return self._handle if self.inline else self.handle
 
     async def handle(self, delivery: Delivery) -> None:
         """Process one delivery; always settles it."""
