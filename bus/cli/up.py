@@ -15,7 +15,8 @@ from nats.aio.client import Client as NATS
 from ..connect import STATE_FILE, connect, resolve_url
 from ..errors import NanoError
 from ..host import Host, freeze_startup_heap, select_steps
-from ..localnats import LocalCluster, LocalServer, ServerOptions, free_port
+from ..localcluster import LocalCluster
+from ..localnats import LocalServer, ServerOptions, free_port
 from ..nats_transport import NatsTransport
 from ..project import compile_files, find_workflow_files, project_registry
 from ..provision import load_tables, provision

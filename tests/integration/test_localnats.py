@@ -14,7 +14,8 @@ from nats.errors import NoRespondersError, TimeoutError
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
-from nanoservice.localnats import LocalCluster, LocalServer, NatsServerError, ServerOptions
+from nanoservice.localcluster import LocalCluster
+from nanoservice.localnats import LocalServer, NatsServerError, ServerOptions
 
 
 async def _publish(url: str, stream: str, payload: bytes) -> int:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from nanoservice.localcluster import LocalCluster
 from nanoservice.localnats import (
     ClusterConfig,
-    LocalCluster,
     NatsServerNotFound,
     ServerOptions,
     find_nats_server,
