@@ -65,7 +65,6 @@ class Client:
         payload: Any,
         *,
         execution: str | None = None,
-        headers: dict[str, str] | None = None,
     ) -> str:
         """Publish a trigger; returns the execution id once the server has stored it."""
         execution = execution or subjects.new_execution_id()
@@ -82,7 +81,7 @@ class Client:
             await self.js.publish(
                 subjects.start_subject(workflow, execution),
                 data,
-                headers={EXECUTION: execution, MSG_ID: f"{execution}:_start", **(headers or {})},
+                headers={EXECUTION: execution, MSG_ID: f"{execution}:_start"},
             )
         except Exception as exc:
             if "no responders" in str(exc).lower() or type(exc).__name__ == "NoRespondersError":

@@ -7,15 +7,52 @@ message leaving each step must carry, because something after it reads them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
-from .spec import StepSpec
+__all__ = [
+    "Step",
+    "find_cycle",
+    "keep_sets",
+    "merge",
+    "reachable",
+    "strings",
+    "successors",
+    "union",
+]
 
-__all__ = ["find_cycle", "keep_sets", "merge", "reachable", "strings", "successors", "union"]
+
+class _Route(Protocol):
+    @property
+    def to(self) -> Sequence[str]: ...
 
 
-def successors(step: StepSpec) -> list[str]:
+class _Join(Protocol):
+    @property
+    def on_timeout(self) -> Sequence[str]: ...
+
+
+class Step(Protocol):
+    """What both a step spec and a compiled step route have: where the step can go."""
+
+    @property
+    def next(self) -> Sequence[str]: ...
+
+    @property
+    def default(self) -> Sequence[str]: ...
+
+    @property
+    def on_error(self) -> Sequence[str]: ...
+
+    @property
+    def routes(self) -> Mapping[str, _Route]: ...
+
+    @property
+    def join(self) -> _Join | None: ...
+
+
+def successors(step: Step) -> list[str]:
+    """Every step this one can send to (routes, default, error routes, join timeout)."""
     out = [*step.next, *step.default, *step.on_error]
     for route in step.routes.values():
         out += route.to

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from . import dataflow
+
 __all__ = [
     "FORMAT",
     "CallRoute",
@@ -106,12 +108,7 @@ class StepRoute(msgspec.Struct, frozen=True, kw_only=True):
 
     def successors(self) -> list[str]:
         """Every step this one can send to (routes, default, error routes, join timeout)."""
-        out = [*self.next, *self.default, *self.on_error]
-        for route in self.routes.values():
-            out += route.to
-        if self.join is not None:
-            out += self.join.on_timeout
-        return list(dict.fromkeys(out))
+        return dataflow.successors(self)
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
