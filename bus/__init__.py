@@ -6,14 +6,14 @@ workflows (:func:`compile_file`), run them (:class:`Host`), start executions (:c
 
 from __future__ import annotations
 
-from .client import Client, ExecutionFailed, Outcome
-from .compiler import compile_file, compile_text
-from .errors import NanoError, NodeError, NonRetryableError, Problem, WorkflowError
-from .expr import CelExpression, Expression, ExpressionError
-from .host import Host, select_steps
-from .node import Context, NoConfig, Node, NodeType, Routed, node
-from .registry import Registry
-from .table import RoutingTable
+from nanoservice.errors import NanoError, NodeError, NonRetryableError, Problem, WorkflowError
+from nanoservice.runtime.client import Client, ExecutionFailed, Outcome
+from nanoservice.runtime.host import Host, select_steps
+from nanoservice.sdk.node import Context, NoConfig, Node, NodeType, Routed, node
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.compiler import compile_file, compile_text
+from nanoservice.workflow.expr import CelExpression, Expression, ExpressionError
+from nanoservice.workflow.table import RoutingTable
 
 __all__ = [
     "CelExpression",

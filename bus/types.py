@@ -131,6 +131,6 @@ class Transport(Protocol):
         """Pull continuously from a durable consumer, calling ``handler`` for each message.
 
         ``inline``: the handler may be started in the consumer's own callback (it does not
-        use task-bound features before its first suspension; see ``nanoservice.eager``).
+        use task-bound features before its first suspension; see ``nanoservice.runtime.eager``).
         """
         ...

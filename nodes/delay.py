@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nanoservice.node import Context, node
+from nanoservice.sdk.node import Context, node
 
 __all__ = ["HEARTBEAT_EVERY", "DelayConfig", "delay"]
 

@@ -42,8 +42,8 @@ from pydantic_core import to_json
 from typing_extensions import TypedDict
 
 from nanoservice.errors import NodeError, NonRetryableError
-from nanoservice.expr import CelExpression, Expression, ExpressionError
-from nanoservice.node import Context, Node, NodeType, as_node_type
+from nanoservice.sdk.node import Context, Node, NodeType, as_node_type
+from nanoservice.workflow.expr import CelExpression, Expression, ExpressionError
 
 __all__ = ["HttpRequest", "HttpRequestConfig", "HttpResponse", "http_request"]
 

@@ -1,6 +1,6 @@
 """log: write the step's input to the log and pass it on unchanged.
 
-The input is logged as JSON on the ``nanoservice.node`` logger, tagged with the execution,
+The input is logged as JSON on the ``nanoservice.sdk.node`` logger, tagged with the execution,
 workflow and step (``ctx.log``). Useful as a tap while building a workflow, or as the last
 step of a branch whose result only needs to be seen.
 
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nanoservice.node import Context, node
+from nanoservice.sdk.node import Context, node
 
 __all__ = ["LogConfig", "log"]
 

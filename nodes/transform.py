@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from nanoservice.errors import NonRetryableError
-from nanoservice.expr import CelExpression, Expression, ExpressionError
-from nanoservice.node import Context, node
+from nanoservice.sdk.node import Context, node
+from nanoservice.workflow.expr import CelExpression, Expression, ExpressionError
 
 __all__ = ["TransformConfig", "transform"]
 

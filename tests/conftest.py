@@ -9,7 +9,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from nanoservice.localnats import LocalServer, ServerOptions
+from nanoservice.nats.local_server import LocalServer, ServerOptions
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from .ops import cancel_command, graph_command
-from .publish import publish_command
-from .up import host_command, up_command
-from .workflows import compile_command, validate_command
+from nanoservice.cli.ops import cancel_command, graph_command
+from nanoservice.cli.publish import publish_command
+from nanoservice.cli.up import host_command, up_command
+from nanoservice.cli.workflows import compile_command, validate_command
 
 __all__ = ["app", "main"]
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from ..errors import NanoError, WorkflowError
-from ..project import compile_files, project_registry
-from ..table import RoutingTable
+from nanoservice.errors import NanoError, WorkflowError
+from nanoservice.workflow.project import compile_files, project_registry
+from nanoservice.workflow.table import RoutingTable
 
 __all__ = [
     "Files",

@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from nats.js import JetStreamContext
 
-from ..cancel import cancel_execution
-from ..connect import connect, resolve_url
-from ..errors import NanoError
-from ..graph import to_mermaid
-from ..provision import load_tables
-from ..subjects import execution_filter
-from .common import NatsUrl, NodesDir, compile_one, console, run
+from nanoservice.cli.common import NatsUrl, NodesDir, compile_one, console, run
+from nanoservice.errors import NanoError
+from nanoservice.nats.connect import connect, resolve_url
+from nanoservice.nats.provision import load_tables
+from nanoservice.runtime.cancel import cancel_execution
+from nanoservice.subjects import execution_filter
+from nanoservice.workflow.graph import to_mermaid
 
 __all__ = ["cancel_command", "graph_command"]
 

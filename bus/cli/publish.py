@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import jsonschema
 import typer
 
-from ..client import Client
-from ..connect import connect, resolve_url
-from ..errors import NanoError
-from ..provision import load_tables
-from .common import NatsUrl, console, die, err_console, run
+from nanoservice.cli.common import NatsUrl, console, die, err_console, run
+from nanoservice.errors import NanoError
+from nanoservice.nats.connect import connect, resolve_url
+from nanoservice.nats.provision import load_tables
+from nanoservice.runtime.client import Client
 
 __all__ = ["publish_command"]
 

@@ -12,17 +12,17 @@ from typing import Annotated
 import typer
 from nats.aio.client import Client as NATS
 
-from ..connect import STATE_FILE, connect, resolve_url
-from ..errors import NanoError
-from ..host import Host, freeze_startup_heap, select_steps
-from ..localcluster import LocalCluster
-from ..localnats import LocalServer, ServerOptions, free_port
-from ..nats_transport import NatsTransport
-from ..project import compile_files, find_workflow_files, project_registry
-from ..provision import load_tables, provision
-from ..registry import Registry
-from ..table import RoutingTable
-from .common import Files, NodesDir, console, die, run, setup_logging
+from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
+from nanoservice.errors import NanoError
+from nanoservice.nats.connect import STATE_FILE, connect, resolve_url
+from nanoservice.nats.local_cluster import LocalCluster
+from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
+from nanoservice.nats.provision import load_tables, provision
+from nanoservice.nats.transport import NatsTransport
+from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
+from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["host_command", "up_command"]
 

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from ..errors import NanoError, WorkflowError
-from ..project import compile_files, find_workflow_files, project_registry
-from .common import Files, NodesDir, compile_one, console, die, problems
+from nanoservice.cli.common import Files, NodesDir, compile_one, console, die, problems
+from nanoservice.errors import NanoError, WorkflowError
+from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
 
 __all__ = ["compile_command", "validate_command"]
 

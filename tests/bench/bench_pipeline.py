@@ -8,7 +8,8 @@ Measures, in one process against one nats-server:
   continuous pull on an inbox, an async publish with PubAcks matched by reply subject, each
   stage acking only after its downstream PubAck. One NATS connection per stage.
 * **engine**: the workflow ``s1 -> s2 -> s3`` of a ``passthrough`` node, provisioned with
-  :func:`nanoservice.provision.provision` and run by one monolith :class:`~nanoservice.host.Host`
+  :func:`~nanoservice.nats.provision.provision` and run by one monolith
+  :class:`~nanoservice.runtime.host.Host`
   (one NATS connection for all three steps; ``--hosts 3``: one Host and connection per step),
   result read from ``nano.<wf>._done.<id>``.
 
@@ -55,14 +56,14 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from nanoservice import subjects
-from nanoservice.buckets import TABLES
-from nanoservice.compiler import compile_text
-from nanoservice.connect import connect as engine_connect
-from nanoservice.host import Host, freeze_startup_heap, select_steps
-from nanoservice.nats_transport import NatsTransport
-from nanoservice.node import Context, node
-from nanoservice.provision import provision
-from nanoservice.registry import Registry
+from nanoservice.nats.buckets import TABLES
+from nanoservice.nats.connect import connect as engine_connect
+from nanoservice.nats.provision import provision
+from nanoservice.nats.transport import NatsTransport
+from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
+from nanoservice.sdk.node import Context, node
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.compiler import compile_text
 
 __all__ = [
     "REGISTRY",
@@ -801,7 +802,7 @@ def main(argv: list[str] | None = None) -> None:
     tmp = None
     monitor_url = pid = None
     if not args.url:
-        from nanoservice.localnats import LocalServer, ServerOptions
+        from nanoservice.nats.local_server import LocalServer, ServerOptions
 
         tmp = tempfile.TemporaryDirectory(prefix="nanobench-")
         server = LocalServer(ServerOptions(store_dir=Path(tmp.name) / "nats"))

@@ -16,9 +16,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from nanoservice.client import Client
-from nanoservice.envelope import decode_result
-from nanoservice.localnats import LocalServer
+from nanoservice.nats.local_server import LocalServer
+from nanoservice.runtime.client import Client
+from nanoservice.runtime.envelope import decode_result
 from tests.e2e.processes import Background
 
 WF = "crash"

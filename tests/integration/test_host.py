@@ -12,16 +12,16 @@ import nats
 import pytest
 from pydantic import BaseModel
 
-from nanoservice.client import Client, Outcome
-from nanoservice.compiler import compile_text
-from nanoservice.envelope import decode_dead_letter
 from nanoservice.errors import NonRetryableError
-from nanoservice.host import Host, select_steps
-from nanoservice.nats_transport import NatsTransport
-from nanoservice.node import Context, NoConfig, Node, Routed, node
-from nanoservice.provision import load_tables, provision
-from nanoservice.registry import Registry
-from nanoservice.table import RoutingTable
+from nanoservice.nats.provision import load_tables, provision
+from nanoservice.nats.transport import NatsTransport
+from nanoservice.runtime.client import Client, Outcome
+from nanoservice.runtime.envelope import decode_dead_letter
+from nanoservice.runtime.host import Host, select_steps
+from nanoservice.sdk.node import Context, NoConfig, Node, Routed, node
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.compiler import compile_text
+from nanoservice.workflow.table import RoutingTable
 
 calls: dict[str, int] = {}
 
@@ -315,7 +315,7 @@ async def test_a_cancelled_execution_stops_at_its_next_step(nats_url: str) -> No
 
 
 async def test_the_graph_of_a_workflow_is_drawn_offline() -> None:
-    from nanoservice.graph import to_mermaid
+    from nanoservice.workflow.graph import to_mermaid
 
     table = compile_text(
         "name: g\nsteps:\n  a: {node: score, routes: {high: [b], low: [c]}}\n"

@@ -14,8 +14,8 @@ from nats.errors import NoRespondersError, TimeoutError
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
-from nanoservice.localcluster import LocalCluster
-from nanoservice.localnats import LocalServer, NatsServerError, ServerOptions
+from nanoservice.nats.local_cluster import LocalCluster
+from nanoservice.nats.local_server import LocalServer, NatsServerError, ServerOptions
 
 
 async def _publish(url: str, stream: str, payload: bytes) -> int:

@@ -18,15 +18,15 @@ import yaml
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel
 
-from nanoservice.client import Client, Outcome
-from nanoservice.compiler import compile_text
-from nanoservice.host import Host, select_steps
-from nanoservice.memory import MemoryBus
-from nanoservice.nats_transport import NatsTransport
-from nanoservice.node import Context, NodeInstance, NodeType
-from nanoservice.provision import provision
-from nanoservice.registry import Registry
-from nanoservice.table import RoutingTable
+from nanoservice.nats.provision import provision
+from nanoservice.nats.transport import NatsTransport
+from nanoservice.runtime.client import Client, Outcome
+from nanoservice.runtime.host import Host, select_steps
+from nanoservice.sdk.node import Context, NodeInstance, NodeType
+from nanoservice.sdk.registry import Registry
+from nanoservice.testing.memory import MemoryBus
+from nanoservice.workflow.compiler import compile_text
+from nanoservice.workflow.table import RoutingTable
 
 HERE = Path(__file__).parent
 PATTERNS = sorted(HERE.glob("*.yaml"))

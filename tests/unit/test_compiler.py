@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from nanoservice.compiler import compile_text
 from nanoservice.errors import WorkflowError
-from nanoservice.node import Context, node
-from nanoservice.registry import Registry
-from nanoservice.table import RoutingTable
+from nanoservice.sdk.node import Context, node
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.compiler import compile_text
+from nanoservice.workflow.table import RoutingTable
 
 
 class EchoConfig(BaseModel):
@@ -232,7 +232,7 @@ def test_call_steps_have_no_node() -> None:
 
 
 def test_a_call_to_a_workflow_not_compiled_together(tmp_path: Path) -> None:
-    from nanoservice.project import compile_files
+    from nanoservice.workflow.project import compile_files
 
     (tmp_path / "a.yaml").write_text("name: a\nsteps:\n  s: {call: {workflow: missing}}\n")
     (tmp_path / "b.yaml").write_text("name: b\nsteps:\n  s: {call: {workflow: a}}\n")

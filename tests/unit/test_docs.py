@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nanoservice.compiler import compile_file, compile_text
-from nanoservice.docgen import (
+from nanoservice.errors import WorkflowError
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.compiler import compile_file, compile_text
+from nanoservice.workflow.docgen import (
     nodes_markdown,
     patterns_markdown,
     render_workflows_doc,
     workflow_schema,
 )
-from nanoservice.errors import WorkflowError
-from nanoservice.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -97,20 +97,20 @@ async def test_doc_python_examples_run_their_tests(where: str, code: str) -> Non
 
 def test_generated_reference_is_current() -> None:
     page = (ROOT / "docs" / "workflows.md").read_text()
-    assert render_workflows_doc(page) == page, "run: python -m nanoservice.docgen"
+    assert render_workflows_doc(page) == page, "run: python -m nanoservice.workflow.docgen"
     schema = json.loads((ROOT / "docs" / "workflow.schema.json").read_text())
-    assert schema == workflow_schema(), "run: python -m nanoservice.docgen"
+    assert schema == workflow_schema(), "run: python -m nanoservice.workflow.docgen"
 
 
 def test_generated_nodes_page_is_current() -> None:
     page = (ROOT / "docs" / "nodes.md").read_text()
-    assert nodes_markdown() == page, "run: python -m nanoservice.docgen"
+    assert nodes_markdown() == page, "run: python -m nanoservice.workflow.docgen"
 
 
 def test_generated_patterns_page_is_current() -> None:
     page = (ROOT / "docs" / "patterns.md").read_text()
     assert patterns_markdown(ROOT / "tests" / "patterns") == page, (
-        "run: python -m nanoservice.docgen"
+        "run: python -m nanoservice.workflow.docgen"
     )
 
 

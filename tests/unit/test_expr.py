@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanoservice.expr import Expression, ExpressionError, step_references
+from nanoservice.workflow.expr import Expression, ExpressionError, step_references
 
 
 def test_evaluates_against_the_scope() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nanoservice.wire import frame
+from nanoservice.nats.wire import frame
 
 
 def test_plain_publish() -> None:

@@ -1,4 +1,4 @@
-"""Config rendering and binary lookup of nanoservice.localnats, without starting a server."""
+"""Config rendering and binary lookup of the local server, without starting one."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from nanoservice.localcluster import LocalCluster
-from nanoservice.localnats import (
+from nanoservice.nats.local_cluster import LocalCluster
+from nanoservice.nats.local_server import (
     ClusterConfig,
     NatsServerNotFound,
     ServerOptions,

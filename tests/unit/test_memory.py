@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from nanoservice.compiler import compile_text
-from nanoservice.memory import MemoryBus, MemoryKV, matches
-from nanoservice.node import Context, node
-from nanoservice.registry import Registry
-from nanoservice.wire import PublishError
+from nanoservice.nats.wire import PublishError
+from nanoservice.sdk.node import Context, node
+from nanoservice.sdk.registry import Registry
+from nanoservice.testing.memory import MemoryBus, MemoryKV, matches
+from nanoservice.workflow.compiler import compile_text
 
 attempts: dict[str, int] = {}
 

@@ -19,14 +19,14 @@ import yaml
 from pydantic import ValidationError
 
 from nanoservice.errors import NodeError, NonRetryableError
-from nanoservice.node import Context, NodeInstance, NodeType
 from nanoservice.nodes import delay as delay_module
 from nanoservice.nodes.delay import delay
 from nanoservice.nodes.http_request import http_request
 from nanoservice.nodes.log import log
 from nanoservice.nodes.transform import transform
-from nanoservice.registry import Registry
-from nanoservice.spec import WorkflowSpec
+from nanoservice.sdk.node import Context, NodeInstance, NodeType
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.spec import WorkflowSpec
 
 ORDER = {"id": "o-1", "total": 150.0, "items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1}]}
 BUILTINS = {"transform": transform, "log": log, "delay": delay, "http_request": http_request}
@@ -168,7 +168,7 @@ async def test_transform_runtime_errors_are_not_retryable(
 
 
 async def test_log_passes_input_through_and_logs_json(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="nanoservice.node")
+    caplog.set_level(logging.DEBUG, logger="nanoservice.sdk.node")
     out = await run(log, {"level": "warning", "message": "got:"}, ORDER)
     assert out == ORDER
     (record,) = caplog.records
@@ -179,7 +179,7 @@ async def test_log_passes_input_through_and_logs_json(caplog: pytest.LogCaptureF
 
 
 async def test_log_defaults_to_info_and_cuts_long_input(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="nanoservice.node")
+    caplog.set_level(logging.DEBUG, logger="nanoservice.sdk.node")
     big = ["x" * 100] * 100
     assert await run(log, {"max_chars": 100}, big) == big
     (record,) = caplog.records
@@ -189,7 +189,7 @@ async def test_log_defaults_to_info_and_cuts_long_input(caplog: pytest.LogCaptur
 
 
 async def test_log_below_level_writes_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="nanoservice.node")
+    caplog.set_level(logging.INFO, logger="nanoservice.sdk.node")
     assert await run(log, {"level": "debug"}, 42) == 42
     assert caplog.records == []
 

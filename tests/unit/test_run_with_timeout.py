@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from nanoservice.eager import run_with_timeout, start_eagerly
+from nanoservice.runtime.eager import run_with_timeout, start_eagerly
 
 
 async def test_a_coroutine_that_never_waits_returns_its_value() -> None:

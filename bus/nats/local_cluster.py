@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from .localnats import (
+from nanoservice.nats.local_server import (
     _POLL_INTERVAL,
     ClusterConfig,
     LocalServer,

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Generic, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from .expr import Expression
+from nanoservice.workflow.expr import Expression
 
 __all__ = [
     "Context",
@@ -45,7 +45,7 @@ InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 CfgT = TypeVar("CfgT", bound=BaseModel)
 
-logger = logging.getLogger("nanoservice.node")
+logger = logging.getLogger("nanoservice.sdk.node")
 
 
 class NoConfig(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import Problem, WorkflowError
+from nanoservice.errors import Problem, WorkflowError
 
 __all__ = ["MAX_FILE_BYTES", "Document", "Location", "load_document", "parse_document"]
 

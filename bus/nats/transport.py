@@ -19,9 +19,9 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from .puller import Puller
-from .types import DeliveryHandler, Headers
-from .wire import PublishError, send
+from nanoservice.nats.puller import Puller
+from nanoservice.nats.wire import PublishError, send
+from nanoservice.types import DeliveryHandler, Headers
 
 __all__ = ["NatsTransport", "Publisher"]
 

@@ -13,8 +13,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .errors import NanoError, UnknownNodeError
-from .node import Node, NodeType, as_node_type
+from nanoservice.errors import NanoError, UnknownNodeError
+from nanoservice.sdk.node import Node, NodeType, as_node_type
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry"]
 

@@ -17,8 +17,8 @@ from enum import Enum
 import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from .envelope import Envelope
-from .types import KeyValueStore
+from nanoservice.runtime.envelope import Envelope
+from nanoservice.types import KeyValueStore
 
 __all__ = ["Decision", "JoinState", "JoinStore", "merge"]
 

@@ -15,13 +15,14 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
-from . import dataflow, subjects
-from .errors import Problem, UnknownNodeError, WorkflowError
-from .expr import Expression, ExpressionError, step_references
-from .loader import Document, Location, load_document, parse_document
-from .registry import Registry
-from .spec import StepSpec, WorkflowSpec
-from .table import (
+from nanoservice import subjects
+from nanoservice.errors import Problem, UnknownNodeError, WorkflowError
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow import dataflow
+from nanoservice.workflow.expr import Expression, ExpressionError, step_references
+from nanoservice.workflow.loader import Document, Location, load_document, parse_document
+from nanoservice.workflow.spec import StepSpec, WorkflowSpec
+from nanoservice.workflow.table import (
     CallRoute,
     ForEachRoute,
     JoinRoute,

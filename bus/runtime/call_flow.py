@@ -6,8 +6,9 @@ import asyncio
 import hashlib
 from typing import Any
 
-from . import subjects
-from .envelope import (
+from nanoservice import subjects
+from nanoservice.errors import NonRetryableError
+from nanoservice.runtime.envelope import (
     Envelope,
     decode_dead_letter,
     decode_envelope,
@@ -15,9 +16,8 @@ from .envelope import (
     encode,
     loop_suffix,
 )
-from .errors import NonRetryableError
-from .step_base import _SKIPPED, StepBase, settle
-from .types import EXECUTION, MSG_ID, PARENT, RETURN, STEP, WORKFLOW, Delivery
+from nanoservice.runtime.step_base import _SKIPPED, StepBase, settle
+from nanoservice.types import EXECUTION, MSG_ID, PARENT, RETURN, STEP, WORKFLOW, Delivery
 
 __all__ = ["CallFailedError", "CallFlow"]
 

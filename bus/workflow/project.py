@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .compiler import compile_file
-from .errors import NanoError, Problem, WorkflowError
-from .registry import Registry
-from .table import RoutingTable
+from nanoservice.errors import NanoError, Problem, WorkflowError
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.compiler import compile_file
+from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["WORKFLOW_SUFFIXES", "compile_files", "find_workflow_files", "project_registry"]
 
@@ -36,7 +36,7 @@ def find_workflow_files(paths: Sequence[str | Path] = ()) -> list[Path]:
 
 def project_registry(local_nodes: Iterable[str | Path] = ("nodes",)) -> Registry:
     """Installed nodes plus a project's local node folders (skipping the built-in package)."""
-    from . import nodes as builtin
+    from nanoservice import nodes as builtin
 
     builtin_dir = Path(builtin.__file__).resolve().parent
     folders = [Path(f) for f in local_nodes if Path(f).resolve() != builtin_dir]

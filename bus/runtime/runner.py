@@ -3,7 +3,7 @@
 A delivery is always settled: acked once everything it caused is stored, nak'ed with the
 step's backoff while tries remain, or sent to the error route / dead-letter subject.
 Control flow (joins, loops, sub-workflow calls, for-each, conditions) is decided here from
-the routing table and the headers; joins keep their state in KV (:mod:`nanoservice.joins`).
+the routing table and the headers; joins keep their state in KV (:mod:`nanoservice.runtime.joins`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from typing import Any
 import jsonschema
 import msgspec
 
-from . import subjects
-from .call_flow import CallFlow
-from .eager import run_with_timeout
-from .envelope import Envelope, decode_envelope
-from .errors import InvalidMessageError, NonRetryableError, RoutingError
-from .join_flow import JoinFlow
-from .node import Context, Routed
-from .step_base import _NOT_RETRYABLE, _SKIPPED, Plan, Services
-from .types import EXECUTION, JOIN_TIMER, PARENT, RETURN, Delivery
+from nanoservice import subjects
+from nanoservice.errors import InvalidMessageError, NonRetryableError, RoutingError
+from nanoservice.runtime.call_flow import CallFlow
+from nanoservice.runtime.eager import run_with_timeout
+from nanoservice.runtime.envelope import Envelope, decode_envelope
+from nanoservice.runtime.join_flow import JoinFlow
+from nanoservice.runtime.step_base import _NOT_RETRYABLE, _SKIPPED, Plan, Services
+from nanoservice.sdk.node import Context, Routed
+from nanoservice.types import EXECUTION, JOIN_TIMER, PARENT, RETURN, Delivery
 
 __all__ = ["LoopLimitError", "Services", "StepRunner"]
 

@@ -27,15 +27,15 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from . import subjects
-from .client import Outcome, outcome_of
-from .host import Host, select_steps
-from .joins import JoinStore
-from .registry import Registry
-from .runner import Services
-from .table import RoutingTable
-from .types import MSG_ID, DeliveryHandler, Headers
-from .wire import PublishError
+from nanoservice import subjects
+from nanoservice.nats.wire import PublishError
+from nanoservice.runtime.client import Outcome, outcome_of
+from nanoservice.runtime.host import Host, select_steps
+from nanoservice.runtime.joins import JoinStore
+from nanoservice.runtime.runner import Services
+from nanoservice.sdk.registry import Registry
+from nanoservice.types import MSG_ID, DeliveryHandler, Headers
+from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["MemoryBus", "MemoryKV", "matches"]
 
@@ -209,7 +209,7 @@ class MemoryBus:
         self.calls = MemoryKV("nano_calls")
 
     def provision(self, table: RoutingTable) -> None:
-        """What :func:`nanoservice.provision.provision` does on a server."""
+        """What :func:`nanoservice.nats.provision.provision` does on a server."""
         s = table.stream
         stream = self._streams.setdefault(
             s.name, _Stream(s.name, list(s.subjects), s.duplicate_window)

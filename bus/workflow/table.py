@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from . import dataflow
+from nanoservice.workflow import dataflow
 
 __all__ = [
     "FORMAT",

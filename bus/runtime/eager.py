@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = ["resume", "run_with_timeout", "start_eagerly"]
 
-log = logging.getLogger("nanoservice.eager")
+log = logging.getLogger("nanoservice.runtime.eager")
 
 
 def start_eagerly(

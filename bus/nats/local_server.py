@@ -122,7 +122,7 @@ def render_config(options: ServerOptions, cluster: ClusterConfig | None = None) 
     if options.port <= 0 or options.monitor_port <= 0:
         raise ValueError("render_config needs concrete ports (port and monitor_port > 0)")
     lines = [
-        "# Rendered by nanoservice.localnats; edits are overwritten on the next start.",
+        "# Rendered by nanoservice.nats.local_server; edits are overwritten on the next start.",
     ]
     if options.server_name:
         lines.append(f"server_name: {_q(options.server_name)}")

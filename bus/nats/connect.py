@@ -15,7 +15,7 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 STATE_FILE = Path(".nano") / "url"
 """Where ``nano up`` writes the URL of the server it started, for the other commands."""
 
-log = logging.getLogger("nanoservice.connect")
+log = logging.getLogger("nanoservice.nats.connect")
 
 
 def resolve_url(url: str | None = None) -> str:

@@ -13,11 +13,11 @@ import logging
 
 from nats.js import JetStreamContext
 
-from .buckets import CANCEL, bucket
+from nanoservice.nats.buckets import CANCEL, bucket
 
 __all__ = ["CancelWatcher", "cancel_execution"]
 
-log = logging.getLogger("nanoservice.cancel")
+log = logging.getLogger("nanoservice.runtime.cancel")
 
 
 async def cancel_execution(js: JetStreamContext, workflow: str, execution: str) -> None:

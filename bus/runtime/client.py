@@ -12,11 +12,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
-from . import subjects
-from .cancel import cancel_execution
-from .envelope import decode_dead_letter, decode_result
-from .errors import NanoError
-from .types import EXECUTION, MSG_ID
+from nanoservice import subjects
+from nanoservice.errors import NanoError
+from nanoservice.runtime.cancel import cancel_execution
+from nanoservice.runtime.envelope import decode_dead_letter, decode_result
+from nanoservice.types import EXECUTION, MSG_ID
 
 __all__ = ["Client", "ExecutionFailed", "Outcome", "outcome_of"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from nats.aio.client import Client as NATS
 
-from .errors import NonRetryableError
-from .types import Headers
+from nanoservice.errors import NonRetryableError
+from nanoservice.types import Headers
 
 __all__ = ["PayloadTooLargeError", "PublishError", "frame", "send"]
 

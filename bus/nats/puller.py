@@ -18,9 +18,9 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from .eager import start_eagerly
-from .types import DeliveryHandler, Headers
-from .wire import send
+from nanoservice.nats.wire import send
+from nanoservice.runtime.eager import start_eagerly
+from nanoservice.types import DeliveryHandler, Headers
 
 __all__ = ["NatsDelivery", "Puller"]
 

@@ -1,7 +1,7 @@
 """Workflow spec models: the YAML a user writes, validated with pydantic.
 
-These models describe *what the user wrote*; :mod:`nanoservice.compiler` turns them into the
-routing table the hosts execute. Field descriptions here are the source of the generated
+These models describe *what the user wrote*; :mod:`~nanoservice.workflow.compiler` turns them
+into the routing table the hosts execute. Field descriptions here are the source of the generated
 workflow reference and JSON Schema.
 """
 

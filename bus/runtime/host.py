@@ -1,7 +1,7 @@
 """The host: runs the consumers of a set of steps in one process.
 
 A host is the same code in every deployment mode: monolith runs all steps, micro a group,
-nano one. It builds a :class:`~nanoservice.runner.StepRunner` per step, consumes each step's
+nano one. It builds a :class:`~nanoservice.runtime.runner.StepRunner` per step, consumes each step's
 durable consumer through the transport, and keeps long-running messages alive with
 in-progress heartbeats so a step's ``timeout`` can be longer than its consumer's ack wait.
 """
@@ -19,19 +19,19 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from .buckets import CALLS, JOINS, bucket
-from .cancel import CancelWatcher
-from .client import Client
-from .joins import JoinStore
-from .node import NodeInstance
-from .registry import Registry
-from .runner import Services, StepRunner
-from .table import RoutingTable, StepRoute
-from .types import Transport
+from nanoservice.nats.buckets import CALLS, JOINS, bucket
+from nanoservice.runtime.cancel import CancelWatcher
+from nanoservice.runtime.client import Client
+from nanoservice.runtime.joins import JoinStore
+from nanoservice.runtime.runner import Services, StepRunner
+from nanoservice.sdk.node import NodeInstance
+from nanoservice.sdk.registry import Registry
+from nanoservice.types import Transport
+from nanoservice.workflow.table import RoutingTable, StepRoute
 
 __all__ = ["Host", "freeze_startup_heap", "select_steps"]
 
-log = logging.getLogger("nanoservice.host")
+log = logging.getLogger("nanoservice.runtime.host")
 
 
 def freeze_startup_heap() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from .envelope import Envelope, loop_suffix, msg_id
-from .errors import NonRetryableError, RoutingError
-from .joins import Decision, merge
-from .step_base import Plan, StepBase, settle
-from .types import EXECUTION, JOIN_TIMER, MSG_ID, SKIP, STEP, Delivery
+from nanoservice.errors import NonRetryableError, RoutingError
+from nanoservice.runtime.envelope import Envelope, loop_suffix, msg_id
+from nanoservice.runtime.joins import Decision, merge
+from nanoservice.runtime.step_base import Plan, StepBase, settle
+from nanoservice.types import EXECUTION, JOIN_TIMER, MSG_ID, SKIP, STEP, Delivery
 
 __all__ = ["JoinFlow"]
 

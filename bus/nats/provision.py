@@ -20,9 +20,9 @@ from nats.js.api import (
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from .buckets import TABLES, bucket
-from .errors import NanoError
-from .table import RoutingTable, StepRoute
+from nanoservice.errors import NanoError
+from nanoservice.nats.buckets import TABLES, bucket
+from nanoservice.workflow.table import RoutingTable, StepRoute
 
 __all__ = [
     "Provisioned",
@@ -32,7 +32,7 @@ __all__ = [
     "stream_config",
 ]
 
-log = logging.getLogger("nanoservice.provision")
+log = logging.getLogger("nanoservice.nats.provision")
 
 
 @dataclass

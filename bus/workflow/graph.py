@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .table import RoutingTable
+from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["to_mermaid"]
 

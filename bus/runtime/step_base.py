@@ -19,16 +19,14 @@ import jsonschema
 import msgspec
 from pydantic import ValidationError
 
-from . import subjects
-from .cancel import CancelWatcher
-from .client import Client
-from .envelope import DeadLetter, Envelope, ErrorInfo, Result, encode, msg_id
-from .errors import NonRetryableError
-from .expr import Expression, ExpressionError
-from .joins import JoinStore
-from .node import NodeInstance, NodeType
-from .table import RoutingTable, StepRoute
-from .types import (
+from nanoservice import subjects
+from nanoservice.errors import NonRetryableError
+from nanoservice.runtime.cancel import CancelWatcher
+from nanoservice.runtime.client import Client
+from nanoservice.runtime.envelope import DeadLetter, Envelope, ErrorInfo, Result, encode, msg_id
+from nanoservice.runtime.joins import JoinStore
+from nanoservice.sdk.node import NodeInstance, NodeType
+from nanoservice.types import (
     EXECUTION,
     MSG_ID,
     RETURN,
@@ -41,10 +39,12 @@ from .types import (
     KeyValueStore,
     Transport,
 )
+from nanoservice.workflow.expr import Expression, ExpressionError
+from nanoservice.workflow.table import RoutingTable, StepRoute
 
 __all__ = ["Plan", "Services", "StepBase", "settle"]
 
-log = logging.getLogger("nanoservice.host")
+log = logging.getLogger("nanoservice.runtime.host")
 
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = 10071  # JetStream: the subject already has a message
