@@ -6,6 +6,7 @@ A workflow ``orders`` lives on ``nano.orders.>`` in stream ``NANO_ORDERS``:
 - ``nano.orders._start.<execution>``  the workflow's own trigger subject
 - ``nano.orders._done.<execution>``   the result of an execution
 - ``nano.orders._dlq.<execution>``    dead letters, with the reason
+- ``nano.orders._timers.<step>.<execution>``  join timers of a join step (own consumer)
 
 Names starting with ``_`` are reserved. The execution id is the last token so that one
 execution's history is a server-side subject filter (``nano.orders.*.<execution>``).
@@ -18,10 +19,14 @@ import re
 import time
 
 __all__ = [
+    "CALLS",
+    "CANCEL",
     "DLQ",
     "DONE",
+    "JOINS",
     "PREFIX",
     "START",
+    "TABLES",
     "TOKEN",
     "consumer_name",
     "dlq_subject",
@@ -34,6 +39,8 @@ __all__ = [
     "step_filter",
     "step_prefix",
     "stream_name",
+    "timer_consumer",
+    "timer_prefix",
     "workflow_filter",
 ]
 
@@ -41,6 +48,16 @@ PREFIX = "nano"
 START = "_start"
 DONE = "_done"
 DLQ = "_dlq"
+TIMERS = "_timers"
+
+TABLES = "nano_tables"
+"""KV bucket of routing tables, one key per workflow."""
+JOINS = "nano_joins"
+"""KV bucket of join states, ``<workflow>.<step>.<execution>[.<iterations>]``."""
+CALLS = "nano_calls"
+"""KV bucket of callers' envelopes while a called workflow runs, by child execution."""
+CANCEL = "nano_cancel"
+"""KV bucket of cancelled executions, ``<workflow>.<execution>``."""
 
 TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 """A workflow, step or execution name: one subject token, safe in stream and consumer names."""
@@ -81,6 +98,16 @@ def dlq_subject(workflow: str, execution: str) -> str:
 
 def execution_filter(workflow: str, execution: str) -> str:
     return f"{PREFIX}.{workflow}.*.{execution}"
+
+
+def timer_prefix(workflow: str, step: str) -> str:
+    """Join timers of a join step; append ``.<execution>``."""
+    return f"{PREFIX}.{workflow}.{TIMERS}.{step}"
+
+
+def timer_consumer(step: str) -> str:
+    """The durable consumer of a join step's timers (``_`` keeps it apart from step names)."""
+    return f"_timers-{step}"
 
 
 def consumer_name(step: str) -> str:

@@ -1,36 +1,46 @@
-"""The contract at the bottom of the engine: header names, the delivery and the transport.
+"""The contract at the bottom of the engine: header names, the delivery and the backend.
 
-This module imports nothing of the project. Everything that moves messages (the NATS
-transport, the in-memory bus used by unit tests) implements :class:`Transport`; everything
-that handles messages (the host) sees only :class:`Delivery`.
+This module imports nothing of the project. Everything that moves and stores messages (the
+NATS backend, the in-memory backend used by unit tests) implements :class:`Backend`;
+everything that handles messages (the host, the step pipeline) sees only :class:`Delivery`,
+:class:`Transport` and :class:`KeyValueStore`, and the errors defined here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeAlias
 
 __all__ = [
     "ATTEMPT",
     "ERROR",
     "EXECUTION",
+    "EXPECTED_LAST_SUBJECT_SEQ",
+    "JOIN_KEY",
     "JOIN_TIMER",
     "MSG_ID",
     "PARENT",
     "RETURN",
+    "REVISION",
     "ROUTE",
     "SKIP",
     "STEP",
     "TRACEPARENT",
     "TRACESTATE",
     "WORKFLOW",
+    "Backend",
     "Delivery",
     "DeliveryHandler",
     "Headers",
     "JSONValue",
+    "KVEntry",
+    "KeyExistsError",
+    "KeyNotFoundError",
     "KeyValueStore",
     "PullSubscription",
+    "StoredMessage",
+    "Subscription",
     "Transport",
 ]
 
@@ -47,11 +57,14 @@ ATTEMPT = "Nano-Attempt"
 ERROR = "Nano-Error"
 SKIP = "Nano-Skip"
 JOIN_TIMER = "Nano-Join-Timer"
+JOIN_KEY = "Nano-Join-Key"
+REVISION = "Nano-Revision"
 PARENT = "Nano-Parent"
 RETURN = "Nano-Return"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 
 
 class Delivery(Protocol):
@@ -92,22 +105,65 @@ class PullSubscription(Protocol):
     async def stop(self, drain_timeout: float = 10.0) -> None: ...
 
 
-class KeyValueStore(Protocol):
-    """The part of a JetStream KV bucket the engine uses (revisions make CAS possible)."""
+class KeyNotFoundError(LookupError):
+    """A KV key that has no value (never written, deleted or expired)."""
 
-    async def get(self, key: str) -> Any:
-        """The entry (``.value``, ``.revision``); raises ``KeyNotFoundError`` if absent."""
-        ...
+
+class KeyExistsError(Exception):
+    """A compare-and-set lost: the key exists (create) or changed since it was read (update)."""
+
+
+class KVEntry(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def revision(self) -> int | None: ...
+
+
+class KeyValueStore(Protocol):
+    """The part of a KV bucket the engine uses; revisions make compare-and-set possible.
+
+    Implementations raise :class:`KeyNotFoundError` and :class:`KeyExistsError`, never their
+    client library's own exception types.
+    """
+
+    async def get(self, key: str) -> KVEntry: ...
 
     async def put(self, key: str, value: bytes) -> int: ...
 
     async def create(self, key: str, value: bytes) -> int:
-        """Store only if absent; raises ``KeyWrongLastSequenceError`` otherwise."""
+        """Store only if absent."""
         ...
 
-    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
-        """Store only if the revision is still ``last`` (compare-and-set)."""
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        """Store only if the revision is still ``last``."""
         ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def watch(self) -> AsyncIterator[KVEntry | None]:
+        """Every current entry, then ``None`` once, then each change as it happens
+        (a deleted key comes with ``value`` None)."""
+        ...
+
+
+class StoredMessage(Protocol):
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+
+class Subscription(Protocol):
+    async def unsubscribe(self) -> None: ...
 
 
 class Transport(Protocol):
@@ -133,4 +189,35 @@ class Transport(Protocol):
         ``inline``: the handler may be started in the consumer's own callback (it does not
         use task-bound features before its first suspension; see ``nanoservice.runtime.eager``).
         """
+        ...
+
+
+class Backend(Protocol):
+    """Everything the engine needs of a message system, in one seam.
+
+    The NATS backend (:mod:`nanoservice.nats.backend`) and the memory backend
+    (:mod:`nanoservice.testing.memory`) implement it; the host, the client and the CLI take
+    one and never import a client library.
+    """
+
+    @property
+    def transport(self) -> Transport: ...
+
+    async def kv(self, bucket: str) -> KeyValueStore:
+        """One of the engine's buckets (``nano_tables``, ``nano_joins``...), created if missing."""
+        ...
+
+    async def last_message(self, stream: str, subject: str) -> StoredMessage | None:
+        """The last stored message on ``subject`` (a direct get), or None."""
+        ...
+
+    async def subscribe(
+        self, subject: str, callback: Callable[[str, bytes, Headers], None]
+    ) -> Subscription:
+        """A live (non-durable) subscription, ready when this returns."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is gone for good: a host must then exit."""
         ...

@@ -14,12 +14,13 @@ from nats.aio.client import Client as NATS
 
 from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
 from nanoservice.errors import NanoError
+from nanoservice.nats.backend import NatsBackend
 from nanoservice.nats.connect import STATE_FILE, connect, resolve_url
 from nanoservice.nats.local_cluster import LocalCluster
 from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
 from nanoservice.nats.provision import load_tables, provision
-from nanoservice.nats.transport import NatsTransport
-from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
+from nanoservice.runtime.host import freeze_startup_heap
+from nanoservice.runtime.serve import serve
 from nanoservice.sdk.registry import Registry
 from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
 from nanoservice.workflow.table import RoutingTable
@@ -164,30 +165,26 @@ def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalClu
 async def _run_host(
     nc: NATS, tables: list[RoutingTable], registry: Registry, only: list[str] | None, *, banner: str
 ) -> None:
-    transport = NatsTransport(nc)
-    await transport.start()
-    chosen = select_steps(tables, only)
-    if not chosen:
-        raise NanoError(f"no steps match {', '.join(only or [])}")
-    host = Host(transport, registry, chosen, nc=nc)
-    await host.start()
-    freeze_startup_heap()
+    replicas = max((t.stream.replicas for t in tables), default=1)
+    backend = NatsBackend(nc, replicas=replicas)
+    await backend.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    console.print(banner)
-    console.print(
-        f"[green]ready[/green]: {len(chosen)} step consumers running; Ctrl-C to stop",
-        soft_wrap=True,
-    )
     try:
-        await stop.wait()
+        async with serve(backend, tables, registry, steps=only) as host:
+            freeze_startup_heap()
+            console.print(banner)
+            console.print(
+                f"[green]ready[/green]: {len(host.pipelines)} step consumers running; "
+                "Ctrl-C to stop",
+                soft_wrap=True,
+            )
+            await stop.wait()
+            console.print("draining in-flight messages")
     finally:
-        console.print("draining in-flight messages")
-        await host.stop()
-        await transport.close()
-        await nc.drain()
+        await backend.close()
 
 
 def host_command(

@@ -20,6 +20,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from nanoservice import subjects
 from nanoservice.errors import NanoError
 from nanoservice.nats.buckets import TABLES, bucket
 from nanoservice.workflow.table import RoutingTable, StepRoute
@@ -27,6 +28,7 @@ from nanoservice.workflow.table import RoutingTable, StepRoute
 __all__ = [
     "Provisioned",
     "consumer_config",
+    "consumer_configs",
     "load_tables",
     "provision",
     "stream_config",
@@ -73,9 +75,39 @@ def consumer_config(step: StepRoute) -> ConsumerConfig:
         # processing killed the previous host, instead of the server silently dropping it.
         max_deliver=step.retry.max_attempts + 1,
         filter_subjects=list(step.filter_subjects),
-        max_ack_pending=max(1000, step.concurrency * 4),
+        # Messages nak'ed with a delay (waiting retries) hold ack-pending slots until they
+        # are redelivered: leave room for many, beyond what a host pulls at once.
+        max_ack_pending=max(20_000, step.concurrency * 4),
         max_waiting=512,
     )
+
+
+def timer_consumer_config(table: RoutingTable, step: StepRoute) -> ConsumerConfig:
+    """The consumer of a timed join's timers: apart from the join's own, so thousands of
+    waiting timers (each holding an ack-pending slot) never stall branch arrivals."""
+    name = subjects.timer_consumer(step.name)
+    return ConsumerConfig(
+        name=name,
+        durable_name=name,
+        description=f"join timers of step {step.name}",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=step.ack_wait,
+        max_deliver=-1,
+        filter_subject=subjects.timer_prefix(table.workflow, step.name) + ".*",
+        max_ack_pending=1_000_000,
+        max_waiting=512,
+    )
+
+
+def consumer_configs(table: RoutingTable) -> list[ConsumerConfig]:
+    """Every durable consumer a workflow needs: one per step, one per timed join."""
+    configs = []
+    for step in table.steps.values():
+        configs.append(consumer_config(step))
+        if step.join is not None and step.join.timeout is not None:
+            configs.append(timer_consumer_config(table, step))
+    return configs
 
 
 async def provision(
@@ -107,10 +139,12 @@ async def provision(
             action = "unchanged"
     result = Provisioned(workflow=table.workflow, stream=config.name, stream_action=action)
     existing = {c.name for c in await js.consumers_info(config.name)}
-    for step in table.steps.values():
-        await js.add_consumer(config.name, consumer_config(step))
-        result.consumers[step.consumer] = "updated" if step.consumer in existing else "created"
-    result.stale_consumers = sorted(existing - {s.consumer for s in table.steps.values()})
+    wanted = consumer_configs(table)
+    for consumer in wanted:
+        assert consumer.name is not None
+        await js.add_consumer(config.name, consumer)
+        result.consumers[consumer.name] = "updated" if consumer.name in existing else "created"
+    result.stale_consumers = sorted(existing - {c.name for c in wanted if c.name})
     kv = await bucket(js, TABLES, replicas=replicas or table.stream.replicas)
     await kv.put(table.workflow, table.to_json())
     return result

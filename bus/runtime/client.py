@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -15,41 +14,10 @@ from nats.js.errors import NotFoundError
 from nanoservice import subjects
 from nanoservice.errors import NanoError
 from nanoservice.runtime.cancel import cancel_execution
-from nanoservice.runtime.envelope import decode_dead_letter, decode_result
+from nanoservice.runtime.outcome import ExecutionFailed, Outcome, outcome_of
 from nanoservice.types import EXECUTION, MSG_ID
 
 __all__ = ["Client", "ExecutionFailed", "Outcome", "outcome_of"]
-
-
-class ExecutionFailed(NanoError):
-    """An execution ended in the dead-letter subject."""
-
-    def __init__(self, execution: str, step: str, error_type: str, message: str) -> None:
-        self.execution, self.step, self.error_type = execution, step, error_type
-        super().__init__(f"execution {execution} failed at step '{step}': {error_type}: {message}")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an execution ended: ``ok`` with ``output``, or not with ``error``."""
-
-    execution: str
-    ok: bool
-    output: Any = None
-    step: str = ""
-    error: dict[str, Any] | None = None
-
-    def unwrap(self) -> Any:
-        """The output; raises :class:`ExecutionFailed` if the execution failed."""
-        if self.ok:
-            return self.output
-        error = self.error or {}
-        raise ExecutionFailed(
-            self.execution,
-            self.step,
-            str(error.get("type", "Error")),
-            str(error.get("message", "")),
-        )
 
 
 class Client:
@@ -166,17 +134,3 @@ class _Waiter:
         for sub in self.subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-
-def outcome_of(execution: str, subject: str, data: bytes) -> Outcome:
-    """The outcome a `_done` or `_dlq` message of an execution reports."""
-    if f".{subjects.DONE}." in subject:
-        result = decode_result(data)
-        return Outcome(execution=execution, ok=True, output=result.output, step=result.step)
-    dead = decode_dead_letter(data)
-    return Outcome(
-        execution=execution,
-        ok=False,
-        step=dead.step,
-        error={"type": dead.error.type, "message": dead.error.message, "attempts": dead.attempts},
-    )

@@ -55,13 +55,21 @@ class Result(msgspec.Struct, omit_defaults=True):
 
 
 class DeadLetter(msgspec.Struct, omit_defaults=True):
-    """Body of ``nano.<wf>._dlq.<execution>``: why, where, and the message that failed."""
+    """Body of ``nano.<wf>._dlq.<execution>``: why, where, and the message that failed.
+
+    ``subject``, ``headers`` and ``data`` are the failed message as it was delivered, so it
+    can be re-driven. A body too big to embed is cut to a preview (``truncated``); the full
+    message stays in the stream at ``stream_seq``.
+    """
 
     step: str
     error: ErrorInfo
     attempts: int
     subject: str
     data: Any = None
+    headers: dict[str, str] = {}
+    stream_seq: int = 0
+    truncated: bool = False
 
 
 _encoder = msgspec.json.Encoder()

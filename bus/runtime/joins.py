@@ -5,7 +5,8 @@ branches that arrived (with their envelopes), the branches known not to come (de
 and who fired the join. Every change is a CAS write, so two replicas, a redelivery or a crash
 can never fire a join twice or lose a branch: the branch whose write completed the join is
 recorded as its firer, and only a delivery from that branch (the first, or its redelivery)
-runs the step.
+runs the step. A key is deleted once every branch is resolved and the join has fired (see
+:class:`~nanoservice.runtime.join_gate.JoinGate`), so join state does not outlive its execution.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from nanoservice.runtime.envelope import Envelope
-from nanoservice.types import KeyValueStore
+from nanoservice.types import KeyExistsError, KeyNotFoundError, KeyValueStore
 
 __all__ = ["Decision", "JoinState", "JoinStore", "merge"]
 
@@ -46,6 +46,8 @@ class Outcome:
     decision: Decision
     state: JoinState
     created: bool = False
+    complete: bool = False
+    """Every branch has arrived or been skipped: nothing more will come for this key."""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -73,13 +75,13 @@ class JoinStore:
                 await self.kv.create(key, _encode(state))
             else:
                 await self.kv.update(key, _encode(state), last=revision)
-        except KeyWrongLastSequenceError:
+        except KeyExistsError:
             return False
-        except Exception as exc:  # nats-py reports a lost create race as an API error
-            if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
-                return False
-            raise
         return True
+
+    async def delete(self, key: str) -> None:
+        """Forget a join that is over."""
+        await self.kv.delete(key)
 
     async def arrive(
         self, key: str, branch: str, envelope: Envelope | None, *, branches: list[str], mode: str
@@ -90,42 +92,52 @@ class JoinStore:
             created = state is None
             if state is None:
                 state = JoinState(started=time.time())
-            if state.fired is not None:
+            recorded = branch in state.arrived or branch in state.skipped
+            if state.fired is not None and (
+                recorded or state.fired in (branch, f"{DEAD}:{branch}")
+            ):
+                complete = _resolved(state) >= set(branches)
                 if state.fired == branch:
-                    return Outcome(Decision.FIRE, state)
+                    return Outcome(Decision.FIRE, state, complete=complete)
                 if state.fired == f"{DEAD}:{branch}":
-                    return Outcome(Decision.DEAD, state)
-                return Outcome(Decision.IGNORE, state)
-            if branch in state.arrived or branch in state.skipped:
+                    return Outcome(Decision.DEAD, state, complete=complete)
+                return Outcome(Decision.IGNORE, state, complete=complete)
+            if recorded:
                 return Outcome(Decision.WAIT, state)  # redelivery of a recorded branch
             if envelope is None:
                 state.skipped = [*state.skipped, branch]
             else:
                 state.arrived = {**state.arrived, branch: envelope}
-            resolved = set(state.arrived) | set(state.skipped)
+            complete = _resolved(state) >= set(branches)
             decision = Decision.WAIT
-            if mode == "any" and envelope is not None:
+            if state.fired is not None:
+                decision = Decision.IGNORE  # a late branch: recorded so the key can go
+            elif mode == "any" and envelope is not None:
                 state.fired, decision = branch, Decision.FIRE
-            elif resolved >= set(branches):
+            elif complete:
                 if state.arrived:
                     state.fired, decision = branch, Decision.FIRE
                 else:
                     state.fired, decision = f"{DEAD}:{branch}", Decision.DEAD
             if await self._store(key, state, revision):
-                return Outcome(decision, state, created=created)
+                return Outcome(decision, state, created=created, complete=complete)
 
     async def time_out(self, key: str) -> Outcome:
         """The join's timer fired: claim the join unless it already fired."""
         while True:
             state, revision = await self._load(key)
-            if state is None:
-                state = JoinState(started=time.time())
+            if state is None:  # the join is over and forgotten
+                return Outcome(Decision.IGNORE, JoinState())
             if state.fired is not None:
                 decision = Decision.TIMEOUT if state.fired == TIMEOUT else Decision.IGNORE
                 return Outcome(decision, state)
             state.fired = TIMEOUT
             if await self._store(key, state, revision):
                 return Outcome(Decision.TIMEOUT, state)
+
+
+def _resolved(state: JoinState) -> set[str]:
+    return set(state.arrived) | set(state.skipped)
 
 
 def merge(state: JoinState, branches: list[str]) -> Envelope:

@@ -56,11 +56,12 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from nanoservice import subjects
+from nanoservice.nats.backend import NatsBackend
 from nanoservice.nats.buckets import TABLES
 from nanoservice.nats.connect import connect as engine_connect
 from nanoservice.nats.provision import provision
-from nanoservice.nats.transport import NatsTransport
-from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
+from nanoservice.runtime.host import freeze_startup_heap
+from nanoservice.runtime.serve import serve
 from nanoservice.sdk.node import Context, node
 from nanoservice.sdk.registry import Registry
 from nanoservice.workflow.compiler import compile_text
@@ -482,18 +483,19 @@ async def run_engine(
     js = admin.jetstream()
     await provision(js, table)
     conns = [admin]
-    running: list[tuple[Host, NatsTransport]] = []
+    running = contextlib.AsyncExitStack()
     groups = [None] if hosts == 1 else [[f"{wf}.{s}"] for s in table.steps]
     try:
         for only in groups:
             host_nc = await engine_connect(url, name="bench-host")  # each host's own connection
             conns.append(host_nc)
-            transport = NatsTransport(host_nc)
-            await transport.start()
-            # as `nano up` builds it: with the connection (cancellation watch, joins, calls)
-            host = Host(transport, REGISTRY, select_steps([table], only), nc=host_nc)
-            running.append((host, transport))
-            await host.start()
+            backend = NatsBackend(host_nc)
+            await backend.start()
+            running.push_async_callback(backend.transport.close, 1.0)
+            # as `nano up` runs it: the one wiring entry point
+            await running.enter_async_context(
+                serve(backend, [table], REGISTRY, steps=only, drain_timeout=5.0)
+            )
         freeze_startup_heap()  # as `nano up` does once its host runs
 
         collector = _Collector(n, window)
@@ -529,9 +531,7 @@ async def run_engine(
             len(conns) - 1,
         )
     finally:
-        for host, transport in running:
-            await host.stop(drain_timeout=5.0)
-            await transport.close(drain_timeout=1.0)
+        await running.aclose()
         with contextlib.suppress(Exception):
             await js.delete_stream(table.stream.name)
         with contextlib.suppress(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,11 +14,12 @@ import pytest
 from pydantic import BaseModel
 
 from nanoservice.errors import NonRetryableError
+from nanoservice.nats.backend import nats_backend
 from nanoservice.nats.provision import load_tables, provision
-from nanoservice.nats.transport import NatsTransport
 from nanoservice.runtime.client import Client, Outcome
 from nanoservice.runtime.envelope import decode_dead_letter
-from nanoservice.runtime.host import Host, select_steps
+from nanoservice.runtime.host import Host
+from nanoservice.runtime.serve import serve
 from nanoservice.sdk.node import Context, NoConfig, Node, Routed, node
 from nanoservice.sdk.registry import Registry
 from nanoservice.workflow.compiler import compile_text
@@ -81,24 +83,16 @@ async def running(
     table = compile_text(text, REGISTRY, file="test.yaml")
     nc = await nats.connect(url)
     await provision(nc.jetstream(), table)
-    hosts, conns, transports = [], [], []
-    for _ in range(replicas):
-        hnc = await nats.connect(url)
-        transport = NatsTransport(hnc)
-        await transport.start()
-        host = Host(transport, REGISTRY, select_steps([table]), nc=hnc)
-        await host.start()
-        hosts.append(host)
-        conns.append(hnc)
-        transports.append(transport)
-    try:
-        yield Client(nc), table, hosts
-    finally:
-        for host, transport, hnc in zip(hosts, transports, conns, strict=True):
-            await host.stop(drain_timeout=2)
-            await transport.close()
-            await hnc.close()
-        await nc.close()
+    async with contextlib.AsyncExitStack() as stack:
+        hosts = []
+        for _ in range(replicas):
+            backend = await stack.enter_async_context(nats_backend(url))
+            hosts.append(await stack.enter_async_context(serve(backend, [table], REGISTRY)))
+        try:
+            yield Client(nc), table, hosts
+        finally:
+            await stack.aclose()
+            await nc.close()
 
 
 async def run(client: Client, wf: str, payload: Any) -> Outcome:

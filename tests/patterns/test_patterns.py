@@ -18,10 +18,9 @@ import yaml
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel
 
-from nanoservice.nats.provision import provision
-from nanoservice.nats.transport import NatsTransport
+from nanoservice.nats.backend import nats_backend
 from nanoservice.runtime.client import Client, Outcome
-from nanoservice.runtime.host import Host, select_steps
+from nanoservice.runtime.serve import serve
 from nanoservice.sdk.node import Context, NodeInstance, NodeType
 from nanoservice.sdk.registry import Registry
 from nanoservice.testing.memory import MemoryBus
@@ -133,19 +132,13 @@ async def hosted(backend: str, spec: dict[str, Any], url: str | None) -> AsyncIt
         return
     assert url is not None
     nc = await nats.connect(url)
-    hnc = await nats.connect(url)
-    transport = NatsTransport(hnc)
-    await transport.start()
-    for table in tables:
-        await provision(nc.jetstream(), table)
-    host = Host(transport, REGISTRY, select_steps(tables), nc=hnc)
-    await host.start()
     try:
-        yield OnNats(nc)
+        async with nats_backend(url) as backend:
+            for table in tables:
+                await backend.provision(table)
+            async with serve(backend, tables, REGISTRY, drain_timeout=2):
+                yield OnNats(nc)
     finally:
-        await host.stop(drain_timeout=2)
-        await transport.close()
-        await hnc.close()
         await nc.close()
 
 

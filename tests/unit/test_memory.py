@@ -6,12 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from nanoservice.nats.wire import PublishError
 from nanoservice.sdk.node import Context, node
 from nanoservice.sdk.registry import Registry
 from nanoservice.testing.memory import MemoryBus, MemoryKV, matches
+from nanoservice.testing.memory_stream import MemoryPublishError as PublishError
+from nanoservice.types import KeyExistsError, KeyNotFoundError
 from nanoservice.workflow.compiler import compile_text
 
 attempts: dict[str, int] = {}
@@ -97,9 +97,9 @@ async def test_kv_compare_and_set() -> None:
     with pytest.raises(KeyNotFoundError):
         await kv.get("k")
     rev = await kv.create("k", b"1")
-    with pytest.raises(KeyWrongLastSequenceError):
+    with pytest.raises(KeyExistsError):
         await kv.create("k", b"2")
-    with pytest.raises(KeyWrongLastSequenceError):
+    with pytest.raises(KeyExistsError):
         await kv.update("k", b"2", last=rev + 7)
     await kv.update("k", b"2", last=rev)
     assert (await kv.get("k")).value == b"2"
@@ -117,3 +117,42 @@ async def test_outcome_unwrap_gives_the_output_or_raises_the_failure() -> None:
     with pytest.raises(ExecutionFailed, match="failed at step 'a': KeyError: 'name'") as info:
         bad.unwrap()
     assert info.value.step == "a" and info.value.execution == bad.execution
+
+
+async def test_kv_delete_and_watch() -> None:
+    kv = MemoryKV("b")
+    await kv.put("old", b"1")
+    seen: list[tuple[str, bytes | None] | None] = []
+
+    async def follow() -> None:
+        async for entry in kv.watch():
+            seen.append(None if entry is None else (entry.key, entry.value))
+            if len(seen) == 4:
+                return
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    await kv.put("new", b"2")
+    await kv.delete("old")
+    await asyncio.wait_for(task, 2)
+    assert seen == [("old", b"1"), None, ("new", b"2"), ("old", None)]
+    with pytest.raises(KeyNotFoundError):
+        await kv.get("old")
+
+
+async def test_a_delivery_settled_twice_is_a_violation() -> None:
+    bus = MemoryBus()
+    bus.provision(TABLE)
+
+    async def ack_twice(delivery: Any) -> None:
+        await delivery.ack()
+        await delivery.nak()
+
+    pull = await bus.consume("NANO_MEM", "a", ack_twice, max_inflight=5)
+    await bus.publish("nano.mem._start.e1", b"{}")
+    for _ in range(100):
+        if bus.violations:
+            break
+        await asyncio.sleep(0.01)
+    await pull.stop()
+    assert len(bus.violations) == 1 and "settled twice: ack, nak" in bus.violations[0]
