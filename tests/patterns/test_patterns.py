@@ -149,11 +149,8 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)  # polling a plain counter: there is no event to wait on
 
 
-# For-each over a call runs its children through a NATS client: real server only.
-NEEDS_NATS = {"for_each_call"}
-CASES = [(p, "nats") for p in PATTERNS] + [
-    (p, "memory") for p in PATTERNS if p.stem not in NEEDS_NATS
-]
+# Every pattern runs on the real server (the run that counts) and on the memory backend.
+CASES = [(p, "nats") for p in PATTERNS] + [(p, "memory") for p in PATTERNS]
 
 
 @pytest.fixture

@@ -1,0 +1,147 @@
+"""The step pipeline's guarantees on a real server: join state cleaned up, join timers off
+the join's consumer, storage outages ridden out without spending the node's retries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from nanoservice import subjects
+from nanoservice.nats.backend import nats_backend
+from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
+from nanoservice.runtime.client import Client
+from nanoservice.runtime.serve import serve
+from nanoservice.sdk.node import Context, node
+from nanoservice.sdk.registry import Registry
+from nanoservice.workflow.compiler import compile_text
+
+attempts: dict[str, int] = {}
+
+
+@node("count")
+async def count(ctx: Context, input: Any) -> Any:
+    attempts[ctx.execution_id] = max(attempts.get(ctx.execution_id, 0), ctx.attempt)
+    return input
+
+
+@node("hold")
+async def hold(ctx: Context, input: Any) -> Any:
+    await asyncio.sleep(float(input.get("hold", 0)))
+    return input
+
+
+REGISTRY = Registry([count, hold, Registry.discover().get("transform")])
+
+JOIN = """
+name: joined
+steps:
+  split: {node: transform, with: {expr: 'input'}, next: [left, right]}
+  left: {node: transform, with: {expr: '{"l": 1}'}, next: merge}
+  right: {node: hold, next: merge}
+  merge:
+    node: transform
+    join: {steps: [left, right], timeout: 30, on_timeout: [late]}
+    with: {expr: '{"left": prev.left.l}'}
+  late: {node: transform, with: {expr: 'prev'}}
+"""
+
+
+async def _keys(js: Any, bucket: str) -> list[str]:
+    kv = await js.key_value(bucket)
+    try:
+        return list(await kv.keys())
+    except Exception:  # nats-py: no keys
+        return []
+
+
+async def test_join_keys_are_deleted_once_the_join_is_over(nats_url: str) -> None:
+    table = compile_text(JOIN, REGISTRY)
+    nc = await nats.connect(nats_url)
+    try:
+        async with nats_backend(nats_url) as backend:
+            await backend.provision(table)
+            async with serve(backend, [table], REGISTRY, drain_timeout=2):
+                client = Client(nc)
+                outcomes = await asyncio.gather(
+                    *(client.run("joined", {"hold": 0}, timeout=20) for _ in range(20))
+                )
+                assert [o.output for o in outcomes] == [{"left": 1}] * 20
+                js = nc.jetstream()
+                for _ in range(50):  # keys go once each firer's ack is sent
+                    if not await _keys(js, subjects.JOINS):
+                        break
+                    await asyncio.sleep(0.1)
+                assert await _keys(js, subjects.JOINS) == []
+    finally:
+        await nc.close()
+
+
+async def test_join_timers_wait_on_their_own_consumer(nats_url: str) -> None:
+    table = compile_text(JOIN, REGISTRY)
+    nc = await nats.connect(nats_url)
+    try:
+        async with nats_backend(nats_url) as backend:
+            await backend.provision(table)
+            async with serve(backend, [table], REGISTRY, drain_timeout=2):
+                client = Client(nc)
+                executions = [await client.start("joined", {"hold": 3}) for _ in range(30)]
+                js = nc.jetstream()
+                timers = subjects.timer_consumer("merge")
+                for _ in range(50):
+                    info = await js.consumer_info(table.stream.name, timers)
+                    if info.num_ack_pending == len(executions):
+                        break
+                    await asyncio.sleep(0.1)
+                join = await js.consumer_info(table.stream.name, "merge")
+                assert info.num_ack_pending == len(executions)  # every timer waits here...
+                assert join.num_ack_pending == 0  # ...and none holds a slot of the join
+                assert join.config.max_ack_pending >= 20_000
+                outcomes = [await client.outcome("joined", e, timeout=20) for e in executions]
+                assert all(o.output == {"left": 1} for o in outcomes)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.slow
+async def test_a_server_down_for_20_s_costs_no_node_attempt(tmp_path: Path) -> None:
+    """Outputs that cannot be stored are re-published by the settler, not retried as node
+    failures: every execution completes on its first attempt, once."""
+    store = tmp_path / "nats"
+    options = ServerOptions(store_dir=store, port=free_port())
+    server = LocalServer(options)
+    server.start()
+    table = compile_text(
+        "name: outage\nsteps:\n  a: {node: count, next: b}\n  b: {node: hold, next: c}\n"
+        "  c: {node: count}\n",
+        REGISTRY,
+    )
+    attempts.clear()
+    try:
+        async with nats_backend(server.url) as backend:
+            await backend.provision(table)
+            async with serve(backend, [table], REGISTRY, drain_timeout=2):
+                nc = await nats.connect(
+                    server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+                )
+                client = Client(nc)
+                executions = [await client.start("outage", {"hold": 1.0}) for _ in range(20)]
+                await asyncio.sleep(0.3)  # the `hold` steps are running now
+                server.stop()
+                await asyncio.sleep(20)
+                server = LocalServer(ServerOptions(store_dir=store, port=options.port))
+                server.start()
+                outcomes = []
+                for execution in executions:
+                    outcomes.append(await client.outcome("outage", execution, timeout=60))
+                await nc.close()
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+        assert set(attempts) == set(executions)
+        assert set(attempts.values()) == {1}, attempts
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
