@@ -21,6 +21,7 @@ __all__ = [
     "JOIN_TIMER",
     "MSG_ID",
     "PARENT",
+    "PARENT_REVISION",
     "RETURN",
     "REVISION",
     "ROUTE",
@@ -60,6 +61,7 @@ JOIN_TIMER = "Nano-Join-Timer"
 JOIN_KEY = "Nano-Join-Key"
 REVISION = "Nano-Revision"
 PARENT = "Nano-Parent"
+PARENT_REVISION = "Nano-Parent-Revision"
 RETURN = "Nano-Return"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import signal
 import socket
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from nats.aio.client import Client as NATS
 
 from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
+from nanoservice.cli.reload import follow_files
 from nanoservice.errors import NanoError
 from nanoservice.nats.backend import NatsBackend
 from nanoservice.nats.connect import STATE_FILE, connect, resolve_url
@@ -76,7 +78,7 @@ def up_command(
         STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
         STATE_FILE.write_text(nats_url + "\n")
     try:
-        run(_serve(nats_url, tables, registry, server))
+        run(_serve(nats_url, tables, registry, server, [Path(f) for f in files or []]))
     finally:
         if server is not None:
             console.print("stopping NATS")
@@ -124,6 +126,7 @@ async def _serve(
     tables: list[RoutingTable],
     registry: Registry,
     server: LocalServer | LocalCluster | None,
+    targets: list[Path],
 ) -> None:
     nc = await _connect(url, "nano up")
     js = nc.jetstream()
@@ -139,7 +142,26 @@ async def _serve(
                 f"  [yellow]consumers of removed steps left in place:[/yellow] "
                 f"{', '.join(done.stale_consumers)}"
             )
-    await _run_host(nc, tables, registry, None, banner=_banner(url, tables, server))
+
+    async def publish(table: RoutingTable) -> None:
+        await provision(js, table, replicas=replicas)
+
+    def follow() -> Coroutine[Any, Any, None]:
+        return follow_files(targets or [Path("workflows")], registry, tables, publish, say)
+
+    await _run_host(
+        nc,
+        tables,
+        registry,
+        None,
+        banner=_banner(url, tables, server),
+        replicas=replicas or 1,
+        follow=follow,
+    )
+
+
+def say(text: str) -> None:
+    console.print(text, soft_wrap=True)
 
 
 async def _connect(url: str, name: str) -> NATS:
@@ -156,16 +178,26 @@ def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalClu
         lines.append(f"server log  {server.log_file}")
     for table in tables:
         triggers = [f"{table.start_subject}.<id>", *table.triggers]
-        lines.append(f"workflow    {table.workflow}: triggers {', '.join(triggers)}")
+        lines.append(
+            f"workflow    {table.workflow} (revision {table.revision}): "
+            f"triggers {', '.join(triggers)}"
+        )
     example = tables[0].workflow if tables else "<workflow>"
     lines.append(f"try         nano publish {example} '{{...}}' --wait")
     return "\n".join(lines)
 
 
 async def _run_host(
-    nc: NATS, tables: list[RoutingTable], registry: Registry, only: list[str] | None, *, banner: str
+    nc: NATS,
+    tables: list[RoutingTable],
+    registry: Registry,
+    only: list[str] | None,
+    *,
+    banner: str,
+    replicas: int | None = None,
+    follow: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    replicas = max((t.stream.replicas for t in tables), default=1)
+    replicas = replicas or max((t.stream.replicas for t in tables), default=1)
     backend = NatsBackend(nc, replicas=replicas)
     await backend.start()
     stop = asyncio.Event()
@@ -181,7 +213,10 @@ async def _run_host(
                 "Ctrl-C to stop",
                 soft_wrap=True,
             )
+            following = asyncio.create_task(follow()) if follow is not None else None
             await stop.wait()
+            if following is not None:
+                following.cancel()
             console.print("draining in-flight messages")
     finally:
         await backend.close()

@@ -31,6 +31,7 @@ from nanoservice.types import (
     EXECUTION,
     MSG_ID,
     PARENT,
+    PARENT_REVISION,
     RETURN,
     STEP,
     WORKFLOW,
@@ -95,6 +96,7 @@ class Caller:
         }
         if parent is not None:
             headers[PARENT] = parent
+            headers[PARENT_REVISION] = self.step.revision
         return Outbound(subjects.start_subject(self.call.workflow, child), encode(value), headers)
 
     async def start(self, execution: str, env: Envelope) -> tuple[str, Outbound]:

@@ -40,6 +40,8 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     """Iterations done so far of the loops this message is inside, by loop step."""
     parent: str | None = None
     """Subject to return the result to, when this execution was called by another."""
+    parent_revision: str | None = None
+    """The table revision the calling execution runs on (its return must run on it too)."""
 
 
 class ErrorInfo(msgspec.Struct):

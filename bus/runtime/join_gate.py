@@ -21,7 +21,16 @@ from nanoservice.runtime.joins import JoinStore, merge
 from nanoservice.runtime.outbox import Outbox
 from nanoservice.runtime.routing import Plan
 from nanoservice.runtime.step import CompiledStep
-from nanoservice.types import EXECUTION, JOIN_KEY, JOIN_TIMER, MSG_ID, SKIP, STEP, Delivery
+from nanoservice.types import (
+    EXECUTION,
+    JOIN_KEY,
+    JOIN_TIMER,
+    MSG_ID,
+    REVISION,
+    SKIP,
+    STEP,
+    Delivery,
+)
 
 __all__ = ["Arrival", "JoinGate"]
 
@@ -97,6 +106,7 @@ class JoinGate:
                 JOIN_TIMER: f"{deadline:.3f}",
                 STEP: self.step.name,
                 JOIN_KEY: key,
+                REVISION: self.step.revision,
                 MSG_ID: msg_id(execution, self.step.name, "timer", env.loops),
             },
         )

@@ -156,4 +156,5 @@ def merge(state: JoinState, branches: list[str]) -> Envelope:
         vars=variables,
         loops=dict(first.loops),
         parent=first.parent,
+        parent_revision=first.parent_revision,
     )

@@ -84,6 +84,7 @@ class Outbox:
                     vars=env.vars,
                     loops=env.loops,
                     parent=env.parent,
+                    parent_revision=env.parent_revision,
                 )
             )
             table = step.table.steps
@@ -121,19 +122,14 @@ class Outbox:
         }
         out = [Outbound(subjects.done_subject(step.workflow, execution), body, done)]
         if env.parent:
-            out.append(
-                Outbound(
-                    env.parent,
-                    body,
-                    {
-                        **headers,
-                        EXECUTION: execution,
-                        WORKFLOW: step.workflow,
-                        RETURN: execution,
-                        MSG_ID: f"{execution}:{subjects.DONE}:return",
-                    },
-                )
-            )
+            back = {
+                **headers,
+                EXECUTION: execution,
+                WORKFLOW: step.workflow,
+                RETURN: execution,
+                MSG_ID: f"{execution}:{subjects.DONE}:return",
+            }
+            out.append(Outbound(env.parent, body, _caller_revision(back, env)))
         return out
 
     def skips(
@@ -202,14 +198,18 @@ class Outbox:
         }
         out = [Outbound(subjects.dlq_subject(step.workflow, execution), body, headers)]
         if env is not None and env.parent:
-            out.append(
-                Outbound(
-                    env.parent,
-                    body,
-                    {**headers, RETURN: execution, MSG_ID: f"{execution}:{subjects.DLQ}:return"},
-                )
-            )
+            back = {**headers, RETURN: execution, MSG_ID: f"{execution}:{subjects.DLQ}:return"}
+            out.append(Outbound(env.parent, body, _caller_revision(back, env)))
         return out
+
+
+def _caller_revision(headers: dict[str, str], env: Envelope) -> dict[str, str]:
+    """A return runs on the caller's revision, not the child's."""
+    if env.parent_revision:
+        headers[REVISION] = env.parent_revision
+    else:
+        headers.pop(REVISION, None)
+    return headers
 
 
 def _plain(headers: Headers) -> dict[str, str]:

@@ -48,6 +48,7 @@ from nanoservice.types import (
     EXECUTION,
     JOIN_TIMER,
     PARENT,
+    PARENT_REVISION,
     RETURN,
     Backend,
     Delivery,
@@ -251,11 +252,13 @@ class StepPipeline:
                 raise InvalidMessageError(
                     f"input does not match the workflow's schema at {where}: {error.message}"
                 )
+        parent = self._parent(delivery)
         return Envelope(
             input=payload,
             prev=payload,
             vars=dict(self.step.table.vars),
-            parent=self._parent(delivery),
+            parent=parent,
+            parent_revision=delivery.headers.get(PARENT_REVISION) if parent else None,
         )
 
     def _parent(self, delivery: Delivery) -> str | None:

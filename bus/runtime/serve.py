@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from nanoservice.errors import NanoError
 from nanoservice.runtime.host import Host, select_steps
@@ -21,20 +21,30 @@ async def serve(
     tables: Sequence[RoutingTable],
     registry: Registry,
     *,
-    steps: Iterable[str] | None = None,
+    steps: Sequence[str] | None = None,
     middleware: Sequence[Middleware] = (),
+    watch: bool = True,
     drain_timeout: float = 10.0,
 ) -> AsyncIterator[Host]:
     """Run the steps of ``tables`` (all, or those named ``workflow[.step]`` in ``steps``)
     until the block ends, then drain what is in flight.
 
     The tables must be provisioned on the backend already (``nano up`` and
-    :meth:`MemoryBus.provision` do it).
+    :meth:`MemoryBus.provision` do it). With ``watch`` (the default) the host follows the
+    stored tables and picks up new revisions without a restart.
     """
     chosen = select_steps(tables, steps)
     if not chosen:
         raise NanoError(f"no steps match {', '.join(steps or [])}")
-    host = Host(backend, registry, chosen, tables=tables, middleware=middleware)
+    host = Host(
+        backend,
+        registry,
+        chosen,
+        tables=tables,
+        middleware=middleware,
+        watch=watch,
+        only=None if steps is None else list(steps),
+    )
     await host.start()
     try:
         yield host

@@ -110,7 +110,8 @@ class MemoryBus:
     # -- provisioning and the transport ---------------------------------------------------
 
     def provision(self, table: RoutingTable) -> None:
-        """What :func:`nanoservice.nats.provision.provision` does on a server."""
+        """What :func:`nanoservice.nats.provision.provision` does on a server: the stream,
+        its consumers, and the table stored (hosts watching the tables pick it up)."""
         s = table.stream
         stream = self._streams.setdefault(
             s.name, Stream(s.name, list(s.subjects), s.duplicate_window)
@@ -139,6 +140,7 @@ class MemoryBus:
                         stream.messages,
                     ),
                 )
+        self.bucket(subjects.TABLES).put_now(table.workflow, table.to_json())
 
     def publish(self, subject: str, data: bytes, headers: Headers | None = None) -> Any:
         return self._publish(subject, data, dict(headers or {}))

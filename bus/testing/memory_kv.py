@@ -38,6 +38,10 @@ class MemoryKV:
         return _Entry(key, value, revision)
 
     async def put(self, key: str, value: bytes) -> int:
+        return self.put_now(key, value)
+
+    def put_now(self, key: str, value: bytes) -> int:
+        """:meth:`put` for synchronous callers."""
         self._revision += 1
         self._entries[key] = (value, self._revision)
         self._notify(_Entry(key, value, self._revision))
@@ -46,12 +50,12 @@ class MemoryKV:
     async def create(self, key: str, value: bytes) -> int:
         if key in self._entries:
             raise KeyExistsError(key)
-        return await self.put(key, value)
+        return self.put_now(key, value)
 
     async def update(self, key: str, value: bytes, last: int) -> int:
         if key not in self._entries or self._entries[key][1] != last:
             raise KeyExistsError(key)
-        return await self.put(key, value)
+        return self.put_now(key, value)
 
     async def delete(self, key: str) -> None:
         if self._entries.pop(key, None) is not None:

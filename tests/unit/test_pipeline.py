@@ -127,3 +127,55 @@ async def test_a_trigger_cannot_name_an_arbitrary_subject_as_its_parent() -> Non
         done = bus.messages("NANO_CTXWF", "nano.ctxwf._done.x1")
     assert len(done) == 1
     assert bus.messages("NANO_VICTIM", "nano.victim.v.injected") == []
+
+
+def _greeting(word: str) -> str:
+    return (
+        "name: greet\nsteps:\n"
+        "  wait: {node: delay, with: {seconds: 0.3}, next: say}\n"
+        f"  say: {{node: transform, with: {{expr: '\"{word}, \" + prev.name'}}}}\n"
+    )
+
+
+async def test_a_new_table_revision_serves_new_executions_and_running_ones_finish_on_theirs() -> (
+    None
+):
+    import asyncio
+
+    builtins = Registry.discover()
+    old, new = (compile_text(_greeting(w), builtins) for w in ("Hello", "Howdy"))
+    assert old.revision != new.revision
+    bus = MemoryBus()
+    async with bus.hosting([old], builtins) as host:
+        running = asyncio.create_task(bus.run("greet", {"name": "Ada"}, timeout=5))
+        await asyncio.sleep(0.1)  # `wait` of the old revision is under way
+        bus.provision(new)  # what `nano up` does when the file changes
+        await asyncio.wait_for(host.revision_live.wait(), 2)
+        after = await bus.run("greet", {"name": "Bob"}, timeout=5)
+        before = await running
+        assert host.live_revisions() == {"greet": new.revision}
+    assert before.output == "Hello, Ada"  # started on the old revision, finished on it
+    assert after.output == "Howdy, Bob"
+
+
+async def test_a_message_of_an_unknown_revision_is_never_run_on_another_table() -> None:
+    import asyncio
+
+    builtins = Registry.discover()
+    table = compile_text(_greeting("Hello"), builtins)
+    bus = MemoryBus()
+    async with bus.hosting([table], builtins):
+        await (
+            await bus.publish(
+                "nano.greet.say.x9", b'{"prev": {"name": "Eve"}}', {REVISION: "from-the-future"}
+            )
+        )
+        for _ in range(100):
+            dead = bus.messages("NANO_GREET", "nano.greet._dlq.x9")
+            if dead:
+                break
+            await asyncio.sleep(0.05)
+        assert bus.messages("NANO_GREET", "nano.greet._done.x9") == []
+    letter = decode_dead_letter(dead[0][1])
+    assert letter.error.type == "UnknownRevision"
+    assert letter.attempts == table.steps["say"].retry.max_attempts
