@@ -13,6 +13,9 @@ from typing import Any, Protocol, TypeAlias
 
 __all__ = [
     "ATTEMPT",
+    "CLAIM",
+    "CLAIM_MISSING",
+    "CLAIM_SIZE",
     "ERROR",
     "EXECUTION",
     "JOIN_TIMER",
@@ -52,6 +55,9 @@ RETURN = "Nano-Return"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MSG_ID = "Nats-Msg-Id"
+CLAIM = "Nano-Claim"
+CLAIM_SIZE = "Nano-Claim-Size"
+CLAIM_MISSING = "Nano-Claim-Missing"
 
 
 class Delivery(Protocol):
