@@ -11,12 +11,16 @@ with the executions that reference them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ObjectStoreConfig, PubAck
+from nats.js.api import ObjectInfo, ObjectStoreConfig, PubAck
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
@@ -149,7 +153,10 @@ class Claims:
         try:
             store = self._store or await self.store()
             async with asyncio.timeout(self.fetch_timeout):
-                result = await store.get(name)
+                info = await store.get_info(name)
+                data = await _read_chunks(self.nc, store, info) if info.size else b""
+        except ClaimMissingError:
+            raise
         except NotFoundError:
             raise ClaimMissingError(
                 f"object {name!r} is not in bucket {CLAIMS} (aged out or deleted)"
@@ -160,13 +167,51 @@ class Claims:
             ) from None
         except Exception as exc:
             raise ClaimMissingError(f"object {name!r} of bucket {CLAIMS}: {exc}") from None
-        data = result.data or b""
         size = headers.get(CLAIM_SIZE)
         if size is not None and size.isdigit() and int(size) != len(data):
             raise ClaimMissingError(
                 f"object {name!r} of bucket {CLAIMS} has {len(data)} bytes, not {size}"
             )
         return data
+
+
+async def _read_chunks(nc: NATS, store: ObjectStore, info: ObjectInfo) -> bytes:
+    """An object's chunks by batched direct gets (nats-py's ``get`` takes an ordered consumer
+    per object, ~20x slower here), checked against the object's digest."""
+    subject = f"$O.{CLAIMS}.C.{info.nuid}"
+    total = info.chunks or 0
+    chunks: list[bytes] = []
+    inbox = nc.new_inbox()
+    loop = asyncio.get_running_loop()
+    batch: list[asyncio.Future[str]] = [loop.create_future()]
+    next_seq = 1
+
+    async def on_msg(msg: Msg) -> None:
+        nonlocal next_seq
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            chunks.append(msg.data)
+            next_seq = int((msg.headers or {}).get("Nats-Sequence", next_seq)) + 1
+        if (status is not None or len(chunks) == total) and not batch[0].done():
+            batch[0].set_result(status or "")
+
+    sub = await nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    try:
+        while len(chunks) < total:
+            batch[0] = loop.create_future()
+            request = {"next_by_subj": subject, "batch": total - len(chunks), "seq": next_seq}
+            await nc.publish(
+                f"$JS.API.DIRECT.GET.{store._stream}", json.dumps(request).encode(), reply=inbox
+            )
+            if await batch[0] not in ("", "204"):  # 204: the end of a (capped) batch
+                raise NotFoundError
+    finally:
+        await sub.unsubscribe()
+    data = b"".join(chunks)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+    if (info.digest or "").split("=", 1)[-1] != digest:
+        raise ClaimMissingError(f"object {info.name!r} of bucket {CLAIMS}: digest mismatch")
+    return data
 
 
 async def publish(
