@@ -154,7 +154,12 @@ class Claims:
             store = self._store or await self.store()
             async with asyncio.timeout(self.fetch_timeout):
                 info = await store.get_info(name)
-                data = await _read_chunks(self.nc, store, info) if info.size else b""
+                if not info.size:
+                    data = b""
+                elif _batch_gets(self.nc):
+                    data = await _read_chunks(self.nc, store, info)
+                else:  # batched direct gets need nats-server 2.11
+                    data = (await store.get(name)).data or b""
         except ClaimMissingError:
             raise
         except NotFoundError:
@@ -173,6 +178,14 @@ class Claims:
                 f"object {name!r} of bucket {CLAIMS} has {len(data)} bytes, not {size}"
             )
         return data
+
+
+def _batch_gets(nc: NATS) -> bool:
+    try:
+        version = nc.connected_server_version
+        return (version.major, version.minor) >= (2, 11)
+    except Exception:  # not connected, or a version string that is not semver
+        return False
 
 
 async def _read_chunks(nc: NATS, store: ObjectStore, info: ObjectInfo) -> bytes:

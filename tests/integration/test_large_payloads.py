@@ -4,6 +4,7 @@ count headers, and the claim check that carries big bodies through the object st
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,8 +13,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import ObjectMeta, ObjectMetaOptions
 
-from nanoservice.nats.claims import CLAIMS, claims_store
+from nanoservice.nats.claims import CLAIMS, ClaimMissingError, Claims, claims_store
 from nanoservice.nats.provision import provision
 from nanoservice.nats.puller import Puller
 from nanoservice.nats.transport import NatsTransport
@@ -184,3 +186,14 @@ async def test_the_claims_bucket_lives_as_long_as_the_longest_stream(nc: NATS) -
         await provision(js, table)
     store = await js.object_store(CLAIMS)
     assert (await store.status()).ttl == 172_800
+
+
+async def test_a_claim_of_many_chunks_is_read_whole_and_checked(nc: NATS) -> None:
+    store = await claims_store(nc.jetstream())
+    data = os.urandom(300_000)
+    meta = ObjectMeta(name="many", options=ObjectMetaOptions(max_chunk_size=100))
+    await store.put("many", data, meta=meta)  # 3000 chunks
+    claims = Claims(nc)
+    assert await claims.fetch({CLAIM: "many", CLAIM_SIZE: "300000"}) == data
+    with pytest.raises(ClaimMissingError, match="has 300000 bytes, not 5"):
+        await claims.fetch({CLAIM: "many", CLAIM_SIZE: "5"})
