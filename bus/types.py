@@ -14,6 +14,9 @@ from typing import Any, Protocol, TypeAlias
 
 __all__ = [
     "ATTEMPT",
+    "CLAIM",
+    "CLAIM_MISSING",
+    "CLAIM_SIZE",
     "ERROR",
     "EXECUTION",
     "EXPECTED_LAST_SUBJECT_SEQ",
@@ -67,6 +70,9 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+CLAIM = "Nano-Claim"
+CLAIM_SIZE = "Nano-Claim-Size"
+CLAIM_MISSING = "Nano-Claim-Missing"
 
 
 class Delivery(Protocol):

@@ -2,7 +2,8 @@
 
 Re-running updates what changed and never duplicates or wipes: streams are created or
 updated in place, consumers are created-or-updated by name, the table is put under its
-workflow's key in the ``nano_tables`` KV bucket.
+workflow's key in the ``nano_tables`` KV bucket, and the ``nano_claims`` object store's TTL
+is raised to the stream's ``max_age`` if lower.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from nanoservice import subjects
 from nanoservice.errors import NanoError
 from nanoservice.nats.buckets import TABLES, bucket
+from nanoservice.nats.claims import claims_store
 from nanoservice.workflow.table import RoutingTable, StepRoute
 
 __all__ = [
@@ -146,6 +148,8 @@ async def provision(
         result.consumers[consumer.name] = "updated" if consumer.name in existing else "created"
     result.stale_consumers = sorted(existing - {c.name for c in wanted if c.name})
     kv = await bucket(js, TABLES, replicas=replicas or table.stream.replicas)
+    # claim checks live as long as the messages that reference them
+    await claims_store(js, replicas=config.num_replicas or 1, max_age=config.max_age)
     await kv.put(table.workflow, table.to_json())
     return result
 

@@ -18,9 +18,10 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from nanoservice.nats.claims import ClaimMissingError, Claims, missing_body
 from nanoservice.nats.wire import send
 from nanoservice.runtime.eager import start_eagerly
-from nanoservice.types import DeliveryHandler, Headers
+from nanoservice.types import CLAIM, CLAIM_MISSING, DeliveryHandler, Headers
 
 __all__ = ["NatsDelivery", "Puller"]
 
@@ -62,7 +63,17 @@ class NatsDelivery:
 
 
 class Puller:
-    """A continuous pull from one durable consumer, at most ``max_inflight`` unsettled."""
+    """A continuous pull from one durable consumer, at most ``max_inflight`` unsettled.
+
+    With ``claims``, a claimed delivery (``Nano-Claim`` header) is resolved in a task before
+    the handler sees it, so ``delivery.data`` is the full body. A claim that cannot be
+    fetched is nak'ed with a delay until its ``claim_attempts``-th delivery (or the
+    consumer's last one); then the handler gets a non-JSON body stating the reason and a
+    ``Nano-Claim-Missing`` header, which the step dead-letters without running its node.
+    """
+
+    claim_attempts = 3
+    claim_retry_delay = 1.0
 
     def __init__(
         self,
@@ -75,9 +86,13 @@ class Puller:
         batch: int | None = None,
         expires: float = 5.0,
         inline: bool = False,
+        claims: Claims | None = None,
     ) -> None:
         self.nc = nc
         self.handler = handler
+        self.claims = claims
+        self.stream, self.consumer = stream, consumer
+        self._max_deliver: int | None = None
         self.inline = inline
         self.max_inflight = max_inflight
         self.batch = batch or max(1, min(256, max_inflight // 2))
@@ -153,12 +168,40 @@ class Puller:
             await self.nc.publish(msg.reply, b"-NAK")
             return
         delivery = NatsDelivery(self.nc, msg)
+        if headers and CLAIM in headers and self.claims is not None:
+            self._track(asyncio.create_task(self._resolve(delivery, self.claims)))
+            return
         if self.inline:
             # Handled right here unless it has to wait; then a task finishes it.
             if start_eagerly(self.handler(delivery), self._track):
                 self._maybe_top_up()
             return
         self._track(asyncio.create_task(self.handler(delivery)))
+
+    async def _resolve(self, delivery: NatsDelivery, claims: Claims) -> None:
+        """Fetch a claimed body, then hand the delivery to the handler."""
+        try:
+            delivery.data = await claims.fetch(delivery.headers)
+        except ClaimMissingError as exc:
+            if delivery.delivered < await self._claim_attempts():
+                log.warning("%s (delivery %d, retrying)", exc, delivery.delivered)
+                await delivery.nak(self.claim_retry_delay * delivery.delivered)
+                return
+            log.error("%s: handing %s over as failed", exc, delivery.subject)
+            delivery.data = missing_body(str(exc))
+            delivery.headers = {**delivery.headers, CLAIM_MISSING: str(exc)}
+        await self.handler(delivery)
+
+    async def _claim_attempts(self) -> int:
+        """Deliveries a missing claim is retried for: at most the consumer's ``max_deliver``."""
+        if self._max_deliver is None:
+            try:
+                info = await self.nc.jetstream().consumer_info(self.stream, self.consumer)
+                self._max_deliver = info.config.max_deliver or -1
+            except Exception:
+                return self.claim_attempts
+        limit = self._max_deliver
+        return self.claim_attempts if limit <= 0 else min(self.claim_attempts, limit)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self.inflight += 1

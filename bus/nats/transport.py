@@ -19,8 +19,9 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from nanoservice.nats.claims import Claims
 from nanoservice.nats.puller import Puller
-from nanoservice.nats.wire import PublishError, send
+from nanoservice.nats.wire import PayloadTooLargeError, PublishError, send
 from nanoservice.types import DeliveryHandler, Headers
 
 __all__ = ["NatsTransport", "Publisher"]
@@ -41,11 +42,21 @@ _decode_puback = msgspec.json.Decoder(_PubAck).decode
 class Publisher:
     """Async JetStream publish: ``await publish(...)`` returns a future of the stream seq.
 
-    Messages go out through :func:`send` (framed here, no per-header validation).
+    Messages go out through :func:`send` (framed here, no per-header validation). With
+    ``claims``, a body over its threshold, or one whose frame would still exceed the server's
+    max payload, is stored in the object store and the message carries the claim.
     """
 
-    def __init__(self, nc: NATS, *, max_pending: int = 4000, ack_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        max_pending: int = 4000,
+        ack_timeout: float = 10.0,
+        claims: Claims | None = None,
+    ) -> None:
         self.nc = nc
+        self.claims = claims
         self.max_pending = max_pending
         self.ack_timeout = ack_timeout
         self._pending: dict[int, tuple[asyncio.Future[int], float]] = {}
@@ -79,12 +90,27 @@ class Publisher:
         while len(self._pending) >= self.max_pending:
             self._space.clear()
             await self._space.wait()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        claims = self.claims
+        if claims is not None and len(data) > claims.threshold:
+            try:
+                data, headers = await claims.stash(subject, data, headers)
+            except Exception as exc:
+                fut.set_exception(PublishError(f"claim check for {subject} failed: {exc}"))
+                return fut
         self._seq += 1
         seq = self._seq
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[seq] = (fut, self._clock + self.ack_timeout)
+        reply = f"{self._prefix}.{seq}"
         try:
-            await send(self.nc, subject, data, f"{self._prefix}.{seq}", headers)
+            try:
+                await send(self.nc, subject, data, reply, headers)
+            except PayloadTooLargeError:
+                if claims is None or not data:
+                    raise
+                # under the threshold, but the headers push the frame over: claim it too
+                data, headers = await claims.stash(subject, data, headers)
+                await send(self.nc, subject, data, reply, headers)
         except Exception as exc:
             self._pending.pop(seq, None)
             if not isinstance(exc, PublishError):
@@ -126,11 +152,17 @@ class Publisher:
 
 
 class NatsTransport:
-    """:class:`~nanoservice.types.Transport` over one NATS connection."""
+    """:class:`~nanoservice.types.Transport` over one NATS connection.
 
-    def __init__(self, nc: NATS) -> None:
+    ``claim_threshold``: bodies over this many bytes travel as claim checks (default
+    ``$NANO_CLAIM_THRESHOLD``, else 7/8 of the server's max payload; see
+    :mod:`~nanoservice.nats.claims`).
+    """
+
+    def __init__(self, nc: NATS, *, claim_threshold: int | None = None) -> None:
         self.nc = nc
-        self.publisher = Publisher(nc)
+        self.claims = Claims(nc, threshold=claim_threshold)
+        self.publisher = Publisher(nc, claims=self.claims)
         self._pullers: list[Puller] = []
 
     async def start(self) -> None:
@@ -149,7 +181,13 @@ class NatsTransport:
         inline: bool = False,
     ) -> Puller:
         puller = Puller(
-            self.nc, stream, consumer, handler, max_inflight=max_inflight, inline=inline
+            self.nc,
+            stream,
+            consumer,
+            handler,
+            max_inflight=max_inflight,
+            inline=inline,
+            claims=self.claims,
         )
         await puller.start()
         self._pullers.append(puller)

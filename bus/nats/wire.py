@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nanoservice.errors import NonRetryableError
 from nanoservice.types import Headers
 
-__all__ = ["PayloadTooLargeError", "PublishError", "frame", "send"]
+__all__ = ["PayloadTooLargeError", "PublishError", "frame", "header_block", "send"]
 
 
 class PublishError(Exception):
@@ -31,12 +31,26 @@ def _clean(value: str) -> str:
     return value if "\n" not in value and "\r" not in value else " ".join(value.splitlines())
 
 
-def frame(subject: str, reply: str, data: bytes, headers: Headers | None) -> bytes:
-    """The PUB/HPUB protocol line and payload for one message (NATS client protocol)."""
+def header_block(headers: Headers | None) -> bytes:
+    """The header block of an HPUB (``NATS/1.0`` line, one line a header, blank line); empty
+    without headers. The server counts it against ``max_payload`` with the body."""
+    if not headers:
+        return b""
+    lines = "".join(f"{k}: {_clean(v)}\r\n" for k, v in headers.items())
+    return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+def frame(
+    subject: str, reply: str, data: bytes, headers: Headers | None, head: bytes | None = None
+) -> bytes:
+    """The PUB/HPUB protocol line and payload for one message (NATS client protocol).
+
+    ``head``: the header block if already built (:func:`header_block`).
+    """
     if not headers:
         return b"PUB %s %s %d\r\n%s\r\n" % (subject.encode(), reply.encode(), len(data), data)
-    lines = "".join(f"{k}: {_clean(v)}\r\n" for k, v in headers.items())
-    head = f"NATS/1.0\r\n{lines}\r\n".encode()
+    if head is None:
+        head = header_block(headers)
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
         subject.encode(),
         reply.encode(),
@@ -56,17 +70,18 @@ async def send(
     own from validated names, and that validation costs more than the rest of a publish.
     Falls back to ``publish`` if the client's internals are not the ones expected.
     """
-    if len(data) > nc.max_payload:
+    head = header_block(headers)
+    if len(head) + len(data) > nc.max_payload:
         raise PayloadTooLargeError(
-            f"message of {len(data)} bytes to {subject} exceeds the server's max payload "
-            f"of {nc.max_payload} bytes"
+            f"message of {len(data)} bytes (+{len(head)} bytes of headers) to {subject} "
+            f"exceeds the server's max payload of {nc.max_payload} bytes"
         )
     if not _DIRECT:
         await nc.publish(subject, data, reply=reply, headers=dict(headers or {}) or None)
         return
     if nc.is_closed:
         raise PublishError("connection closed")
-    command = frame(subject, reply, data, headers)
+    command = frame(subject, reply, data, headers, head)
     if not nc.is_connected and nc._pending_data_size + len(command) > nc._max_pending_size:
         raise PublishError("disconnected and the reconnect buffer is full")
     nc.stats["out_msgs"] += 1

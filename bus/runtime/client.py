@@ -13,6 +13,7 @@ from nats.js.errors import NotFoundError
 
 from nanoservice import subjects
 from nanoservice.errors import NanoError
+from nanoservice.nats import claims
 from nanoservice.runtime.cancel import cancel_execution
 from nanoservice.runtime.outcome import ExecutionFailed, Outcome, outcome_of
 from nanoservice.types import EXECUTION, MSG_ID
@@ -39,17 +40,12 @@ class Client:
         if not subjects.is_valid_token(execution):
             raise NanoError(f"invalid execution id {execution!r}")
         data = msgspec.json.encode(payload)
-        if len(data) > self.nc.max_payload:
-            raise NanoError(
-                f"payload of {len(data)} bytes is over the server's max payload of "
-                f"{self.nc.max_payload} bytes (large payloads are not supported yet: pass a "
-                "reference, e.g. a URL or an object store key)"
-            )
         try:
-            await self.js.publish(
+            await claims.publish(  # a body too big for a message travels as a claim check
+                self.nc,
                 subjects.start_subject(workflow, execution),
                 data,
-                headers={EXECUTION: execution, MSG_ID: f"{execution}:_start"},
+                {EXECUTION: execution, MSG_ID: f"{execution}:_start"},
             )
         except Exception as exc:
             if "no responders" in str(exc).lower() or type(exc).__name__ == "NoRespondersError":
@@ -106,11 +102,13 @@ class Client:
                 msg = await self.js.get_last_msg(stream, subject)
             except NotFoundError:
                 continue
-            return outcome_of(execution, subject, msg.data or b"")
+            return outcome_of(
+                execution, subject, await claims.body_of(self.nc, msg.headers, msg.data or b"")
+            )
         return None
 
     async def _watch(self, workflow: str, execution: str) -> _Waiter:
-        waiter = _Waiter(execution)
+        waiter = _Waiter(execution, self.nc)
         for subject in (
             subjects.done_subject(workflow, execution),
             subjects.dlq_subject(workflow, execution),
@@ -121,14 +119,16 @@ class Client:
 
 
 class _Waiter:
-    def __init__(self, execution: str) -> None:
-        self.execution = execution
+    def __init__(self, execution: str, nc: NATS) -> None:
+        self.execution, self.nc = execution, nc
         self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.subs: list[Any] = []
 
     async def on_msg(self, msg: Msg) -> None:
         if not self.outcome.done():
-            self.outcome.set_result(outcome_of(self.execution, msg.subject, msg.data))
+            data = await claims.body_of(self.nc, msg.headers, msg.data)
+            if not self.outcome.done():
+                self.outcome.set_result(outcome_of(self.execution, msg.subject, data))
 
     async def close(self) -> None:
         for sub in self.subs:

@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 import nats
-import pytest
 from pydantic import BaseModel
 
 from nanoservice.errors import NonRetryableError
@@ -224,12 +223,17 @@ async def test_a_step_over_its_timeout_fails_with_the_reason(nats_url: str) -> N
     }
 
 
-async def test_an_output_over_the_max_payload_is_dead_lettered(nats_url: str) -> None:
-    wf = "name: huge\nsteps:\n  a: {node: big, next: b}\n  b: {node: upper}\n"
+async def test_an_output_over_the_max_payload_travels_as_a_claim_check(nats_url: str) -> None:
+    wf = """
+name: huge
+steps:
+  a: {node: big, next: b}
+  b: {node: upper, input: '{"name": size(prev)}'}
+"""
     async with running(nats_url, wf) as (client, _, _):
         outcome = await run(client, "huge", {})
-    assert not outcome.ok and outcome.error is not None
-    assert "payload" in outcome.error["message"].lower()
+    assert outcome.ok, outcome
+    assert outcome.output == {"name": "2000000"}
 
 
 async def test_external_trigger_subject_starts_an_execution(nats_url: str) -> None:
@@ -367,13 +371,11 @@ async def test_a_join_fires_once_when_replicas_race_on_its_branches(nats_url: st
     assert set((info.state.subjects or {}).values()) == {5}
 
 
-async def test_a_trigger_over_the_max_payload_is_refused_with_the_sizes(nats_url: str) -> None:
-    from nanoservice.errors import NanoError
-
+async def test_a_trigger_and_a_result_over_the_max_payload_travel_as_claims(nats_url: str) -> None:
     wf = "name: bigin\nsteps:\n  a: {node: upper}\n"
     async with running(nats_url, wf) as (client, _, _):
-        with pytest.raises(NanoError, match=r"payload of \d+ bytes is over the server's max"):
-            await client.start("bigin", {"name": "x" * 1_100_000})
+        outcome = await run(client, "bigin", {"name": "x" * 1_100_000})
+    assert outcome.ok and outcome.output == {"name": "X" * 1_100_000}
 
 
 class Person(BaseModel):
