@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from nats.aio.client import Client as NATS
 
 from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
 from nanoservice.errors import NanoError
-from nanoservice.nats.connect import STATE_FILE, connect, resolve_url
-from nanoservice.nats.local_cluster import LocalCluster
-from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
-from nanoservice.nats.provision import load_tables, provision
-from nanoservice.nats.transport import NatsTransport
-from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
-from nanoservice.sdk.registry import Registry
-from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
-from nanoservice.workflow.table import RoutingTable
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+    from nanoservice.nats.local_cluster import LocalCluster
+    from nanoservice.nats.local_server import LocalServer
+    from nanoservice.sdk.registry import Registry
+    from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["host_command", "up_command"]
 
@@ -61,6 +58,9 @@ def up_command(
     log_level: LogLevel = "info",
 ) -> None:
     """Start a local NATS (JetStream on), provision the workflows and run them."""
+    from nanoservice.nats.connect import STATE_FILE
+    from nanoservice.workflow.project import find_workflow_files, project_registry
+
     setup_logging(log_level)
     try:
         registry = project_registry(nodes or [Path("nodes")])
@@ -86,12 +86,17 @@ def up_command(
 
 
 async def _compile(paths: list[Path], registry: Registry) -> list[RoutingTable]:
+    from nanoservice.workflow.project import compile_files
+
     return compile_files(paths, registry)
 
 
 def _start_local(
     data_dir: Path, *, cluster: bool, port: int, sync_interval: str | None
 ) -> LocalServer | LocalCluster:
+    from nanoservice.nats.local_cluster import LocalCluster
+    from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
+
     if cluster:
         local_cluster = LocalCluster(data_dir / "cluster", sync_interval=sync_interval)
         console.print(f"starting a 3-node NATS cluster (data in {data_dir / 'cluster'})")
@@ -124,6 +129,9 @@ async def _serve(
     registry: Registry,
     server: LocalServer | LocalCluster | None,
 ) -> None:
+    from nanoservice.nats.local_cluster import LocalCluster
+    from nanoservice.nats.provision import provision
+
     nc = await _connect(url, "nano up")
     js = nc.jetstream()
     replicas = 3 if isinstance(server, LocalCluster) else None  # a local cluster: R3 streams
@@ -142,6 +150,8 @@ async def _serve(
 
 
 async def _connect(url: str, name: str) -> NATS:
+    from nanoservice.nats.connect import connect
+
     try:
         return await connect(url, name=name)
     except Exception as exc:
@@ -149,6 +159,8 @@ async def _connect(url: str, name: str) -> NATS:
 
 
 def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalCluster | None) -> str:
+    from nanoservice.nats.local_server import LocalServer
+
     lines = [f"NATS        {url}"]
     if isinstance(server, LocalServer):
         lines.append(f"monitoring  {server.monitor_url}")
@@ -164,6 +176,11 @@ def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalClu
 async def _run_host(
     nc: NATS, tables: list[RoutingTable], registry: Registry, only: list[str] | None, *, banner: str
 ) -> None:
+    import asyncio
+
+    from nanoservice.nats.transport import NatsTransport
+    from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
+
     transport = NatsTransport(nc)
     await transport.start()
     chosen = select_steps(tables, only)
@@ -204,6 +221,9 @@ def host_command(
 
     Routing tables come from the server (stored by `nano up`/`nano deploy`), or from files.
     """
+    from nanoservice.nats.connect import resolve_url
+    from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
+
     setup_logging(log_level)
     try:
         registry = project_registry(nodes or [Path("nodes")])
@@ -216,6 +236,8 @@ def host_command(
 async def _host(
     url: str, tables: list[RoutingTable] | None, registry: Registry, steps: list[str] | None
 ) -> None:
+    from nanoservice.nats.provision import load_tables, provision
+
     nc = await _connect(url, "nano host")
     if tables is None:
         tables = list((await load_tables(nc.jetstream())).values())
