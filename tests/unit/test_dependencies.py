@@ -243,6 +243,10 @@ def test_cel_loads_without_its_command_line_tool() -> None:
     assert "cel" in loaded
     assert "cel.cli" not in loaded
     assert "prompt_toolkit" not in loaded
+    # and the placeholder is gone: the real command-line tool still imports afterwards
+    assert "cel.cli" in _loaded_after(
+        "import nanoservice.workflow.expr, cel.cli; cel.cli.cli_entry"
+    )
 
 
 def test_the_cli_loads_no_engine_until_a_command_runs() -> None:
