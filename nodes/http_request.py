@@ -41,9 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import to_json
 from typing_extensions import TypedDict
 
+from nanoservice import CelExpression, Expression, ExpressionError
 from nanoservice.errors import NodeError, NonRetryableError
 from nanoservice.sdk.node import Context, Node, NodeType, as_node_type
-from nanoservice.workflow.expr import CelExpression, Expression, ExpressionError
 
 __all__ = ["HttpRequest", "HttpRequestConfig", "HttpResponse", "http_request"]
 

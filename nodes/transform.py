@@ -36,9 +36,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
+from nanoservice import CelExpression, Expression, ExpressionError
 from nanoservice.errors import NonRetryableError
 from nanoservice.sdk.node import Context, node
-from nanoservice.workflow.expr import CelExpression, Expression, ExpressionError
 
 __all__ = ["TransformConfig", "transform"]
 

@@ -1,6 +1,13 @@
-"""The ``nano`` command line."""
+"""The ``nano`` command line.
+
+Command modules import only typer, rich and the small error types at module level; NATS,
+the host and the compiler are imported inside the commands that use them, so ``nano
+--help`` and ``nano --version`` start fast.
+"""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
@@ -17,7 +24,34 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from nanoservice import __version__
+
+        print(f"nano (nanoservice-py) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """nanoservice: event-streaming dataflow on NATS JetStream."""
+
+
 app.command("up")(up_command)
 app.command("host")(host_command)
 app.command("publish")(publish_command)

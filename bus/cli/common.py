@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from nanoservice.errors import NanoError, WorkflowError
-from nanoservice.workflow.project import compile_files, project_registry
-from nanoservice.workflow.table import RoutingTable
+
+if TYPE_CHECKING:
+    from nanoservice.workflow.table import RoutingTable
 
 __all__ = [
     "Files",
@@ -80,6 +80,8 @@ def problems(exc: WorkflowError, code: int = 2) -> typer.Exit:
 
 def compile_one(file: Path, nodes: list[Path] | None) -> RoutingTable:
     """Compile one workflow file for a command, or exit with its problems."""
+    from nanoservice.workflow.project import compile_files, project_registry
+
     try:
         (table,) = compile_files([file], project_registry(nodes or [Path("nodes")]))
     except WorkflowError as exc:
@@ -91,6 +93,8 @@ def compile_one(file: Path, nodes: list[Path] | None) -> RoutingTable:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop where available; framework errors become clean exits."""
+    import asyncio
+
     if os.environ.get("PYTHONASYNCIODEBUG"):
         err_console.print(
             "[yellow]warning:[/yellow] PYTHONASYNCIODEBUG is set: asyncio debug "

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from nats.js import JetStreamContext
 
 from nanoservice.cli.common import NatsUrl, NodesDir, compile_one, console, run
 from nanoservice.errors import NanoError
-from nanoservice.nats.connect import connect, resolve_url
-from nanoservice.nats.provision import load_tables
-from nanoservice.runtime.cancel import cancel_execution
-from nanoservice.subjects import execution_filter
-from nanoservice.workflow.graph import to_mermaid
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
 
 __all__ = ["cancel_command", "graph_command"]
 
@@ -24,6 +21,8 @@ def graph_command(
     nodes: NodesDir = None,
 ) -> None:
     """Print a workflow as a Mermaid flowchart (paste into any Mermaid viewer)."""
+    from nanoservice.workflow.graph import to_mermaid
+
     print(to_mermaid(compile_one(file, nodes)))
 
 
@@ -36,11 +35,16 @@ def cancel_command(
     nats_url: NatsUrl = None,
 ) -> None:
     """Cancel a running execution: its pending steps are dropped, its outcome is Cancelled."""
+    from nanoservice.nats.connect import resolve_url
+
     found = run(_cancel(resolve_url(nats_url), workflow, execution))
     console.print(f"cancelled {found} execution {execution}")
 
 
 async def _cancel(url: str, workflow: str | None, execution: str) -> str:
+    from nanoservice.nats.connect import connect
+    from nanoservice.runtime.cancel import cancel_execution
+
     try:
         nc = await connect(url, name="nano cancel", reconnect=False)
     except Exception as exc:
@@ -57,6 +61,9 @@ async def _cancel(url: str, workflow: str | None, execution: str) -> str:
 
 async def _workflow_of(js: JetStreamContext, execution: str) -> str:
     """The workflow whose stream has messages of this execution."""
+    from nanoservice.nats.provision import load_tables
+    from nanoservice.subjects import execution_filter
+
     for name, table in (await load_tables(js)).items():
         info = await js.stream_info(
             table.stream.name, subjects_filter=execution_filter(name, execution)

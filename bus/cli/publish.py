@@ -7,14 +7,10 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import jsonschema
 import typer
 
 from nanoservice.cli.common import NatsUrl, console, die, err_console, run
 from nanoservice.errors import NanoError
-from nanoservice.nats.connect import connect, resolve_url
-from nanoservice.nats.provision import load_tables
-from nanoservice.runtime.client import Client
 
 __all__ = ["publish_command"]
 
@@ -32,6 +28,8 @@ def publish_command(
     nats_url: NatsUrl = None,
 ) -> None:
     """Start an execution of a workflow with a JSON payload."""
+    from nanoservice.nats.connect import resolve_url
+
     source = "payload"
     try:
         if payload == "-":
@@ -51,6 +49,12 @@ def publish_command(
 async def _publish(
     url: str, target: str, data: Any, wait: bool, timeout: float, execution: str | None
 ) -> int:
+    import jsonschema
+
+    from nanoservice.nats.connect import connect
+    from nanoservice.nats.provision import load_tables
+    from nanoservice.runtime.client import Client
+
     try:
         nc = await connect(url, name="nano publish", reconnect=False)
     except Exception as exc:

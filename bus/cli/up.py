@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from nats.aio.client import Client as NATS
 
 from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
-from nanoservice.cli.reload import follow_files
 from nanoservice.errors import NanoError
-from nanoservice.nats.backend import NatsBackend
-from nanoservice.nats.connect import STATE_FILE, connect, resolve_url
-from nanoservice.nats.local_cluster import LocalCluster
-from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
-from nanoservice.nats.provision import load_tables, provision
-from nanoservice.runtime.host import freeze_startup_heap
-from nanoservice.runtime.serve import serve
-from nanoservice.sdk.registry import Registry
-from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
-from nanoservice.workflow.table import RoutingTable
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+    from nanoservice.nats.local_cluster import LocalCluster
+    from nanoservice.nats.local_server import LocalServer
+    from nanoservice.sdk.registry import Registry
+    from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["host_command", "up_command"]
 
@@ -64,6 +59,9 @@ def up_command(
     log_level: LogLevel = "info",
 ) -> None:
     """Start a local NATS (JetStream on), provision the workflows and run them."""
+    from nanoservice.nats.connect import STATE_FILE
+    from nanoservice.workflow.project import find_workflow_files, project_registry
+
     setup_logging(log_level)
     try:
         registry = project_registry(nodes or [Path("nodes")])
@@ -89,12 +87,17 @@ def up_command(
 
 
 async def _compile(paths: list[Path], registry: Registry) -> list[RoutingTable]:
+    from nanoservice.workflow.project import compile_files
+
     return compile_files(paths, registry)
 
 
 def _start_local(
     data_dir: Path, *, cluster: bool, port: int, sync_interval: str | None
 ) -> LocalServer | LocalCluster:
+    from nanoservice.nats.local_cluster import LocalCluster
+    from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
+
     if cluster:
         local_cluster = LocalCluster(data_dir / "cluster", sync_interval=sync_interval)
         console.print(f"starting a 3-node NATS cluster (data in {data_dir / 'cluster'})")
@@ -128,6 +131,10 @@ async def _serve(
     server: LocalServer | LocalCluster | None,
     targets: list[Path],
 ) -> None:
+    from nanoservice.cli.reload import follow_files
+    from nanoservice.nats.local_cluster import LocalCluster
+    from nanoservice.nats.provision import provision
+
     nc = await _connect(url, "nano up")
     js = nc.jetstream()
     replicas = 3 if isinstance(server, LocalCluster) else None  # a local cluster: R3 streams
@@ -165,6 +172,8 @@ def say(text: str) -> None:
 
 
 async def _connect(url: str, name: str) -> NATS:
+    from nanoservice.nats.connect import connect
+
     try:
         return await connect(url, name=name)
     except Exception as exc:
@@ -172,6 +181,8 @@ async def _connect(url: str, name: str) -> NATS:
 
 
 def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalCluster | None) -> str:
+    from nanoservice.nats.local_server import LocalServer
+
     lines = [f"NATS        {url}"]
     if isinstance(server, LocalServer):
         lines.append(f"monitoring  {server.monitor_url}")
@@ -197,6 +208,12 @@ async def _run_host(
     replicas: int | None = None,
     follow: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
+    import asyncio
+
+    from nanoservice.nats.backend import NatsBackend
+    from nanoservice.runtime.host import freeze_startup_heap
+    from nanoservice.runtime.serve import serve
+
     replicas = replicas or max((t.stream.replicas for t in tables), default=1)
     backend = NatsBackend(nc, replicas=replicas)
     await backend.start()
@@ -236,6 +253,9 @@ def host_command(
 
     Routing tables come from the server (stored by `nano up`/`nano deploy`), or from files.
     """
+    from nanoservice.nats.connect import resolve_url
+    from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
+
     setup_logging(log_level)
     try:
         registry = project_registry(nodes or [Path("nodes")])
@@ -248,6 +268,8 @@ def host_command(
 async def _host(
     url: str, tables: list[RoutingTable] | None, registry: Registry, steps: list[str] | None
 ) -> None:
+    from nanoservice.nats.provision import load_tables, provision
+
     nc = await _connect(url, "nano host")
     if tables is None:
         tables = list((await load_tables(nc.jetstream())).values())

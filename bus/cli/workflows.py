@@ -10,13 +10,14 @@ import typer
 
 from nanoservice.cli.common import Files, NodesDir, compile_one, console, die, problems
 from nanoservice.errors import NanoError, WorkflowError
-from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
 
 __all__ = ["compile_command", "validate_command"]
 
 
 def validate_command(files: Files = None, nodes: NodesDir = None) -> None:
     """Check workflow files; print every problem with file and line; exit 1 on any."""
+    from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
+
     try:
         paths = find_workflow_files(files or [])
         registry = project_registry(nodes or [Path("nodes")])
