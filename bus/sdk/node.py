@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
+from nanoservice.sdk.output import OutputError, json_output
 from nanoservice.workflow.expr import Expression
 
 __all__ = [
@@ -187,9 +189,14 @@ class NodeType:
         return value if self.input_adapter is None else self.input_adapter.validate_python(value)
 
     def dump_output(self, value: Any) -> Any:
-        if self.output_adapter is None:
-            return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-        return self.output_adapter.dump_python(value, mode="json")
+        """The output as JSON; :class:`~nanoservice.sdk.output.OutputError` if it is not JSON
+        (NaN, a set, bytes...: see docs/authoring.md), naming where, never retried."""
+        if self.output_adapter is not None:
+            try:
+                value = self.output_adapter.dump_python(value, mode="json")
+            except PydanticSerializationError as exc:
+                raise OutputError(f"output: {exc}") from None
+        return json_output(value)
 
 
 def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
