@@ -68,9 +68,7 @@ AWARE = datetime.datetime(2024, 1, 1, 12, 0, tzinfo=datetime.UTC)
         (float("nan"), "output: NaN is not JSON"),
     ],
 )
-def test_untyped_output_that_is_not_json_is_refused_with_its_path(
-    value: Any, message: str
-) -> None:
+def test_untyped_output_that_is_not_json_is_refused_with_its_path(value: Any, message: str) -> None:
     with pytest.raises(OutputError, match=re.escape(message)) as info:
         free.dump_output(value)
     assert isinstance(info.value, NonRetryableError)
