@@ -155,6 +155,8 @@ class Node(NodeInstance, Generic[InT, OutT, CfgT]):
     description: ClassVar[str] = ""
     pure: ClassVar[bool] = False
     """Set True if ``handle`` never waits on I/O or timers (hosts may run it inline)."""
+    override: ClassVar[bool] = False
+    """Set True to replace, on purpose, a built-in or installed node of the same name."""
 
     def __init__(self, config: CfgT) -> None:
         self.config = config
@@ -175,6 +177,8 @@ class NodeType:
     description: str = ""
     pure: bool = False
     """The node never waits on I/O or timers: hosts may run it inline, without a task."""
+    override: bool = False
+    """Replaces a node of the same name from another origin on purpose (see Registry.discover)."""
     input_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
     output_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
 
@@ -213,6 +217,7 @@ def _make_type(
     handle: Callable[..., Any],
     description: str,
     pure: bool = False,
+    override: bool = False,
 ) -> NodeType:
     hints = get_type_hints(handle)
     params = [p for p in inspect.signature(handle).parameters if p not in ("self",)]
@@ -238,6 +243,7 @@ def _make_type(
         output_type=output_type,
         description=description,
         pure=pure,
+        override=override,
         input_adapter=_adapter(input_type),
         output_adapter=_adapter(output_type),
     )
@@ -264,11 +270,13 @@ def node(
     config: type[BaseModel] = NoConfig,
     description: str | None = None,
     pure: bool = False,
+    override: bool = False,
 ) -> Callable[[Callable[..., Awaitable[Any]]], NodeType]:
     """Turn ``async def f(ctx, input[, config])`` into a registrable :class:`NodeType`.
 
     ``pure=True`` promises the function never awaits I/O, sleeps or timeouts (it computes
     and returns): hosts then run it inline in the consumer, without a task per message.
+    ``override=True`` lets it replace a built-in or installed node of the same name.
     """
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> NodeType:
@@ -282,6 +290,7 @@ def node(
             fn,
             description if description is not None else inspect.getdoc(fn) or "",
             pure,
+            override,
         )
 
     return wrap
@@ -302,5 +311,6 @@ def as_node_type(obj: Any) -> NodeType:
             cls.handle,
             cls.description or inspect.getdoc(cls) or "",
             cls.pure,
+            cls.override,
         )
     raise TypeError(f"not a node: {obj!r} (use a Node subclass or the @node decorator)")
