@@ -13,6 +13,8 @@ Two ways to write one::
     async def shout(ctx: Context, input: dict[str, Any]) -> dict[str, Any]:
         return {k: str(v).upper() for k, v in input.items()}
 
+A plain ``def`` (function or ``handle``) runs in a worker thread: blocking code belongs
+there, never in an ``async def``, which runs on the host's event loop.
 Input and output types come from ``handle``'s annotations and are validated with pydantic;
 ``dict``/``Any`` skip validation. A node picks a branch with ``ctx.choose("route")`` or by
 returning ``Routed(output, "route")``.
@@ -20,6 +22,8 @@ returning ``Routed(output, "route")``.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -161,7 +165,17 @@ class Node(NodeInstance, Generic[InT, OutT, CfgT]):
     def __init__(self, config: CfgT) -> None:
         self.config = config
 
-    async def handle(self, ctx: Context, input: InT) -> OutT | Routed[OutT]:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handle = cls.__dict__.get("handle")
+        if handle is not None and not inspect.iscoroutinefunction(handle):
+            if cls.pure:
+                raise TypeError(f"{cls.__qualname__}: a pure node needs `async def handle`")
+            setattr(cls, "handle", _in_thread(handle))  # noqa: B010 (mypy: a method)
+
+    def handle(self, ctx: Context, input: InT) -> Any:
+        """Handle one input: ``async def`` runs on the event loop, plain ``def`` in a worker
+        thread (for blocking code); returns the output or ``Routed(output, route)``."""
         raise NotImplementedError
 
 
@@ -264,6 +278,16 @@ class _FunctionNode(NodeInstance):
         return self.fn(ctx, input)
 
 
+def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """``fn`` as a coroutine function that runs it in the loop's default (bounded) executor."""
+
+    @functools.wraps(fn)
+    async def threaded(*args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    return threaded
+
+
 def node(
     name: str | None = None,
     *,
@@ -271,21 +295,33 @@ def node(
     description: str | None = None,
     pure: bool = False,
     override: bool = False,
-) -> Callable[[Callable[..., Awaitable[Any]]], NodeType]:
-    """Turn ``async def f(ctx, input[, config])`` into a registrable :class:`NodeType`.
+) -> Callable[[Callable[..., Any]], NodeType]:
+    """Turn ``[async] def f(ctx, input[, config])`` into a registrable :class:`NodeType`.
+
+    An ``async def`` runs on the host's event loop; a plain ``def`` runs in a worker thread,
+    so blocking code (``time.sleep``, blocking clients, heavy computation) cannot freeze
+    the host.
 
     ``pure=True`` promises the function never awaits I/O, sleeps or timeouts (it computes
     and returns): hosts then run it inline in the consumer, without a task per message.
     ``override=True`` lets it replace a built-in or installed node of the same name.
     """
 
-    def wrap(fn: Callable[..., Awaitable[Any]]) -> NodeType:
+    def wrap(fn: Callable[..., Any]) -> NodeType:
+        if not callable(fn) or inspect.isclass(fn):
+            raise TypeError(f"@node needs a function, got {fn!r}")
+        run = fn
         if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"@node needs an async function, got {fn!r}")
+            if pure:
+                raise TypeError(
+                    f"@node({name or fn.__name__!r}, pure=True) needs an async function: "
+                    "a plain def runs in a worker thread, which a pure node never needs"
+                )
+            run = _in_thread(fn)
         takes_config = len(inspect.signature(fn).parameters) >= 3
         return _make_type(
             name or fn.__name__,
-            lambda cfg: _FunctionNode(fn, cfg, takes_config),
+            lambda cfg: _FunctionNode(run, cfg, takes_config),
             config,
             fn,
             description if description is not None else inspect.getdoc(fn) or "",
