@@ -12,6 +12,10 @@ Output: the expression's value as JSON (timestamps become RFC 3339 strings, dura
 8601 strings, bytes base64).
 Errors: an expression that fails on the data it is given (missing key, division by zero,
 a route that is not a string) raises ``NonRetryableError``: retrying the same data cannot help.
+CEL integers are 64-bit (``int`` down to -2**63, ``uint`` up to 2**64-1): an integer beyond
+that range in the data an expression reads is refused with a ``NonRetryableError`` naming
+the value and where it is (CEL would silently turn it into an inexact float). Send such
+numbers as strings.
 
 Example:
 
@@ -54,7 +58,47 @@ class TransformConfig(BaseModel):
     )
 
 
+_INT_MIN = -(2**63)
+_UINT_MAX = 2**64 - 1
+
+
+def _find_wide_int(value: Any, path: str) -> tuple[str, int] | None:
+    """The first integer CEL cannot hold exactly (beyond int64/uint64) in ``value``, if any."""
+    kind = type(value)
+    if kind is int:
+        return (path, value) if not _INT_MIN <= value <= _UINT_MAX else None
+    if kind is dict:
+        for key, item in value.items():
+            found = _find_wide_int(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif kind is list or kind is tuple:
+        for index, item in enumerate(value):
+            found = _find_wide_int(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _check_scope(ctx: Context, expression: Expression) -> None:
+    """Refuse an integer beyond 64 bits in the scope names ``expression`` reads."""
+    for name in expression.variables:
+        if name not in ctx.scope:
+            continue
+        value = ctx.scope[name]
+        if name == "steps" and expression.step_refs is not None and isinstance(value, dict):
+            value = {k: value[k] for k in expression.step_refs if k in value}
+        found = _find_wide_int(value, name)
+        if found is not None:
+            where, number = found
+            raise NonRetryableError(
+                f"step '{ctx.step}': {where} is {number}, beyond CEL's 64-bit integers "
+                f"('{expression.source}' would read it as an inexact float); send it as a string"
+            )
+
+
 def _evaluate(ctx: Context, expression: Expression, what: str) -> Any:
+    _check_scope(ctx, expression)
     try:
         return ctx.evaluate(expression)
     except ExpressionError as exc:

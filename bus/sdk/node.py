@@ -13,6 +13,8 @@ Two ways to write one::
     async def shout(ctx: Context, input: dict[str, Any]) -> dict[str, Any]:
         return {k: str(v).upper() for k, v in input.items()}
 
+A plain ``def`` (function or ``handle``) runs in a worker thread: blocking code belongs
+there, never in an ``async def``, which runs on the host's event loop.
 Input and output types come from ``handle``'s annotations and are validated with pydantic;
 ``dict``/``Any`` skip validation. A node picks a branch with ``ctx.choose("route")`` or by
 returning ``Routed(output, "route")``.
@@ -20,6 +22,8 @@ returning ``Routed(output, "route")``.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic_core import PydanticSerializationError
 
+from nanoservice.sdk.output import OutputError, json_output
 from nanoservice.workflow.expr import Expression
 
 __all__ = [
@@ -153,11 +159,23 @@ class Node(NodeInstance, Generic[InT, OutT, CfgT]):
     description: ClassVar[str] = ""
     pure: ClassVar[bool] = False
     """Set True if ``handle`` never waits on I/O or timers (hosts may run it inline)."""
+    override: ClassVar[bool] = False
+    """Set True to replace, on purpose, a built-in or installed node of the same name."""
 
     def __init__(self, config: CfgT) -> None:
         self.config = config
 
-    async def handle(self, ctx: Context, input: InT) -> OutT | Routed[OutT]:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handle = cls.__dict__.get("handle")
+        if handle is not None and not inspect.iscoroutinefunction(handle):
+            if cls.pure:
+                raise TypeError(f"{cls.__qualname__}: a pure node needs `async def handle`")
+            setattr(cls, "handle", _in_thread(handle))  # noqa: B010 (mypy: a method)
+
+    def handle(self, ctx: Context, input: InT) -> Any:
+        """Handle one input: ``async def`` runs on the event loop, plain ``def`` in a worker
+        thread (for blocking code); returns the output or ``Routed(output, route)``."""
         raise NotImplementedError
 
 
@@ -173,6 +191,8 @@ class NodeType:
     description: str = ""
     pure: bool = False
     """The node never waits on I/O or timers: hosts may run it inline, without a task."""
+    override: bool = False
+    """Replaces a node of the same name from another origin on purpose (see Registry.discover)."""
     input_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
     output_adapter: TypeAdapter[Any] | None = field(default=None, compare=False, repr=False)
 
@@ -187,9 +207,14 @@ class NodeType:
         return value if self.input_adapter is None else self.input_adapter.validate_python(value)
 
     def dump_output(self, value: Any) -> Any:
-        if self.output_adapter is None:
-            return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-        return self.output_adapter.dump_python(value, mode="json")
+        """The output as JSON; :class:`~nanoservice.sdk.output.OutputError` if it is not JSON
+        (NaN, a set, bytes...: see docs/authoring.md), naming where, never retried."""
+        if self.output_adapter is not None:
+            try:
+                value = self.output_adapter.dump_python(value, mode="json")
+            except PydanticSerializationError as exc:
+                raise OutputError(f"output: {exc}") from None
+        return json_output(value)
 
 
 def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
@@ -206,6 +231,7 @@ def _make_type(
     handle: Callable[..., Any],
     description: str,
     pure: bool = False,
+    override: bool = False,
 ) -> NodeType:
     hints = get_type_hints(handle)
     params = [p for p in inspect.signature(handle).parameters if p not in ("self",)]
@@ -231,6 +257,7 @@ def _make_type(
         output_type=output_type,
         description=description,
         pure=pure,
+        override=override,
         input_adapter=_adapter(input_type),
         output_adapter=_adapter(output_type),
     )
@@ -251,30 +278,55 @@ class _FunctionNode(NodeInstance):
         return self.fn(ctx, input)
 
 
+def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """``fn`` as a coroutine function that runs it in the loop's default (bounded) executor."""
+
+    @functools.wraps(fn)
+    async def threaded(*args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    return threaded
+
+
 def node(
     name: str | None = None,
     *,
     config: type[BaseModel] = NoConfig,
     description: str | None = None,
     pure: bool = False,
-) -> Callable[[Callable[..., Awaitable[Any]]], NodeType]:
-    """Turn ``async def f(ctx, input[, config])`` into a registrable :class:`NodeType`.
+    override: bool = False,
+) -> Callable[[Callable[..., Any]], NodeType]:
+    """Turn ``[async] def f(ctx, input[, config])`` into a registrable :class:`NodeType`.
+
+    An ``async def`` runs on the host's event loop; a plain ``def`` runs in a worker thread,
+    so blocking code (``time.sleep``, blocking clients, heavy computation) cannot freeze
+    the host.
 
     ``pure=True`` promises the function never awaits I/O, sleeps or timeouts (it computes
     and returns): hosts then run it inline in the consumer, without a task per message.
+    ``override=True`` lets it replace a built-in or installed node of the same name.
     """
 
-    def wrap(fn: Callable[..., Awaitable[Any]]) -> NodeType:
+    def wrap(fn: Callable[..., Any]) -> NodeType:
+        if not callable(fn) or inspect.isclass(fn):
+            raise TypeError(f"@node needs a function, got {fn!r}")
+        run = fn
         if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"@node needs an async function, got {fn!r}")
+            if pure:
+                raise TypeError(
+                    f"@node({name or fn.__name__!r}, pure=True) needs an async function: "
+                    "a plain def runs in a worker thread, which a pure node never needs"
+                )
+            run = _in_thread(fn)
         takes_config = len(inspect.signature(fn).parameters) >= 3
         return _make_type(
             name or fn.__name__,
-            lambda cfg: _FunctionNode(fn, cfg, takes_config),
+            lambda cfg: _FunctionNode(run, cfg, takes_config),
             config,
             fn,
             description if description is not None else inspect.getdoc(fn) or "",
             pure,
+            override,
         )
 
     return wrap
@@ -295,5 +347,6 @@ def as_node_type(obj: Any) -> NodeType:
             cls.handle,
             cls.description or inspect.getdoc(cls) or "",
             cls.pure,
+            cls.override,
         )
     raise TypeError(f"not a node: {obj!r} (use a Node subclass or the @node decorator)")

@@ -2,6 +2,10 @@
 
 Nodes arrive from installed packages (entry point group ``nanoservice.nodes``) and from a
 project's local ``nodes/`` folder. Tests build, copy or narrow registries freely.
+
+A name belongs to one node: a local or installed node named like a built-in or another
+installed node is refused, naming both origins, unless it sets ``override = True``
+(``@node("x", override=True)``), which replaces the other on purpose.
 """
 
 from __future__ import annotations
@@ -26,15 +30,43 @@ class Registry:
 
     def __init__(self, types: Iterable[Any] = ()) -> None:
         self._types: dict[str, NodeType] = {}
+        self._origins: dict[str, str] = {}
         for item in types:
             self.add(item)
 
-    def add(self, obj: Any, *, replace: bool = False) -> NodeType:
+    def add(self, obj: Any, *, replace: bool = False, origin: str | None = None) -> NodeType:
+        """Register a node; a name taken already is an error unless ``replace``.
+
+        With an ``origin`` (where the node comes from, e.g. ``the local node in
+        nodes/x.py``), a clash follows the override rule: the node that sets ``override``
+        wins; neither or both is an error naming both origins.
+        """
         node_type = as_node_type(obj)
-        if node_type.name in self._types and not replace:
-            raise NanoError(f"node '{node_type.name}' is registered twice")
-        self._types[node_type.name] = node_type
+        name = node_type.name
+        old = self._types.get(name)
+        if old is node_type:  # the same node again (a local module imported it): no clash
+            return old
+        if old is not None and origin is not None:
+            first = self._origins.get(name, "a node registered in code")
+            if node_type.override == old.override:
+                hint = (
+                    "both set override"
+                    if old.override
+                    else "rename one, or set override=True on the one meant to win"
+                )
+                raise NanoError(f"node '{name}': {origin} clashes with {first} ({hint})")
+            if old.override:
+                return old
+        elif old is not None and not replace:
+            raise NanoError(f"node '{name}' is registered twice")
+        self._types[name] = node_type
+        if origin is not None:
+            self._origins[name] = origin
         return node_type
+
+    def origin(self, name: str) -> str | None:
+        """Where the node called ``name`` came from, when discovered."""
+        return self._origins.get(name)
 
     def get(self, name: str) -> NodeType:
         try:
@@ -59,16 +91,21 @@ class Registry:
         """Installed nodes (entry points), then each local folder's ``*.py`` node modules."""
         registry = cls()
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            registry.add(ep.load(), replace=True)
+            if ep.module.startswith("nanoservice.nodes."):
+                origin = f"the built-in node ({ep.value})"
+            else:
+                package = f"package {ep.dist.name}: " if ep.dist is not None else ""
+                origin = f"the installed node ({package}{ep.value})"
+            registry.add(ep.load(), origin=origin)
         for folder in local_dirs:
-            for obj in load_local_nodes(Path(folder)):
-                registry.add(obj, replace=True)
+            for node_type, path in load_local_nodes(Path(folder)):
+                registry.add(node_type, origin=f"the local node in {path}")
         return registry
 
 
-def load_local_nodes(folder: Path) -> list[NodeType]:
-    """Import every ``*.py`` in ``folder`` and collect the nodes defined there."""
-    found: list[NodeType] = []
+def load_local_nodes(folder: Path) -> list[tuple[NodeType, Path]]:
+    """Import every ``*.py`` in ``folder``; the nodes defined there, with their files."""
+    found: list[tuple[NodeType, Path]] = []
     if not folder.is_dir():
         return found
     for path in sorted(folder.glob("*.py")):
@@ -92,5 +129,5 @@ def load_local_nodes(folder: Path) -> list[NodeType]:
                 and value.__module__ == module_name
                 and getattr(value, "name", None)
             ):
-                found.append(as_node_type(value))
+                found.append((as_node_type(value), path))
     return found

@@ -346,8 +346,9 @@ async def test_heartbeats_keep_a_step_longer_than_its_ack_wait_from_redelivery(
     wf = "name: beat\nsteps:\n  a: {node: long, timeout: 10, ack_wait: 1}\n"
     async with running(nats_url, wf, replicas=2) as (client, _, _):
         outcome = await run(client, "beat", {})
-        await asyncio.sleep(1.5)  # a late redelivery would have run by now
-    assert outcome.ok and outcome.output == {"ran": True}
+        # A later execution's result (3 s on): a late redelivery would have run before it.
+        later = await run(client, "beat", {})
+    assert outcome.ok and outcome.output == {"ran": True} and later.ok
     assert runs[outcome.execution] == 1
 
 

@@ -1,6 +1,9 @@
 """The workflow-pattern catalogue, each pattern a YAML file beside this test, run on a real
 nats-server: the workflow (plus any it calls), its cases (input -> output or error), and the
-steps whose node must have run exactly once per execution (``once``)."""
+steps whose node must have run exactly once per execution (``once``).
+
+Counts are checked only after a later execution of the same workflow has finished (the
+sentinel): a late duplicate of an earlier message would have been delivered before it."""
 
 from __future__ import annotations
 
@@ -87,7 +90,7 @@ def tables_of(spec: dict[str, Any]) -> list[RoutingTable]:
 class Backend(Protocol):
     async def run(self, workflow: str, payload: Any, *, timeout: float) -> Outcome: ...
 
-    async def results_per_execution(self, workflow: str) -> set[int]: ...
+    async def results_per_execution(self, workflow: str) -> dict[str, int]: ...
 
 
 class OnNats:
@@ -99,11 +102,11 @@ class OnNats:
     async def run(self, workflow: str, payload: Any, *, timeout: float) -> Outcome:
         return await self.client.run(workflow, payload, timeout=timeout)
 
-    async def results_per_execution(self, workflow: str) -> set[int]:
+    async def results_per_execution(self, workflow: str) -> dict[str, int]:
         info = await self.client.js.stream_info(
             f"NANO_{workflow.upper()}", subjects_filter=f"nano.{workflow}._done.*"
         )
-        return set((info.state.subjects or {}).values())
+        return {s.rsplit(".", 1)[-1]: n for s, n in (info.state.subjects or {}).items()}
 
 
 class InMemory:
@@ -115,11 +118,12 @@ class InMemory:
     async def run(self, workflow: str, payload: Any, *, timeout: float) -> Outcome:
         return await self.bus.run(workflow, payload, timeout=timeout)
 
-    async def results_per_execution(self, workflow: str) -> set[int]:
+    async def results_per_execution(self, workflow: str) -> dict[str, int]:
         done = Counter(
-            s for s, _ in self.bus.messages(f"NANO_{workflow.upper()}", f"nano.{workflow}._done.*")
+            s.rsplit(".", 1)[-1]
+            for s, _ in self.bus.messages(f"NANO_{workflow.upper()}", f"nano.{workflow}._done.*")
         )
-        return set(done.values())
+        return dict(done)
 
 
 @contextlib.asynccontextmanager
@@ -186,11 +190,20 @@ async def test_pattern(path: Path, backend: str, server_url: str | None) -> None
                 await _until(
                     lambda e=outcome.execution, s=step, n=expected_runs: calls[(e, s)] >= n
                 )
+        # The sentinel: a later execution; once its result is out, so are late duplicates.
+        first = spec["cases"][0]
+        sentinel = await client.run(name, first["input"], timeout=20)
+        assert sentinel.ok == ("error" not in first), sentinel
+        for case, outcome in zip(spec["cases"], outcomes, strict=True):
+            expected_counts = {**dict.fromkeys(case.get("once", []), 1), **case.get("runs", {})}
+            for step, expected_runs in expected_counts.items():
                 assert calls[(outcome.execution, step)] == expected_runs, (
                     f"{path.name}: step {step} ran {calls[(outcome.execution, step)]} times"
                 )
-            for step in case.get("once", []):
-                assert calls[(outcome.execution, step)] == 1, (
-                    f"{path.name}: step {step} ran {calls[(outcome.execution, step)]} times"
-                )
-        assert await client.results_per_execution(name) <= {1}, "an execution has 2 results"
+        # Each execution that succeeded has exactly one result (a failed one is dead-lettered).
+        results = await client.results_per_execution(name)
+        succeeded = [o.execution for o in [*outcomes, sentinel] if o.ok]
+        assert {e: results.get(e, 0) for e in succeeded} == dict.fromkeys(succeeded, 1), (
+            f"{path.name}: results per execution {results}"
+        )
+        assert all(n == 1 for n in results.values()), f"{path.name}: an execution has 2 results"

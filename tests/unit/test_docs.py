@@ -86,13 +86,27 @@ def test_doc_python_examples_define_nodes(where: str, code: str) -> None:
     assert registry.names(), f"{where} defines no node"
 
 
-@pytest.mark.parametrize(("where", "code"), blocks("python"), ids=[n for n, _ in blocks("python")])
+TEST_FUNCTION = re.compile(r"^(?:async )?def test_\w+\(", re.M)
+TESTED_BLOCKS = [(n, b) for n, b in blocks("python") if TEST_FUNCTION.search(b)]
+
+
+def test_docs_show_a_tested_python_example() -> None:
+    assert TESTED_BLOCKS, "no python example in the docs carries a test function"
+
+
+@pytest.mark.parametrize(("where", "code"), TESTED_BLOCKS, ids=[n for n, _ in TESTED_BLOCKS])
 async def test_doc_python_examples_run_their_tests(where: str, code: str) -> None:
+    """Only blocks that define a test: each of its test functions runs and must pass."""
     namespace: dict[str, object] = {}
     exec(compile(code, where, "exec"), namespace)
+    ran = []
     for name, value in namespace.items():
-        if name.startswith("test_") and asyncio.iscoroutinefunction(value):
-            await value()
+        if name.startswith("test_") and callable(value):
+            result = value()
+            if asyncio.iscoroutine(result):
+                await result
+            ran.append(name)
+    assert ran, f"{where}: its test functions did not run"
 
 
 def test_generated_reference_is_current() -> None:

@@ -19,3 +19,19 @@ def test_header_values_cannot_break_the_frame() -> None:
     data = frame("a", "r", b"", {"Nano-Error": "line one\r\nline two"})
     assert b"Nano-Error: line one line two\r\n" in data
     assert data.count(b"\r\n") == 5  # command, version, header, blank line, end of payload
+
+
+def test_the_private_nats_py_internals_wire_uses_exist() -> None:
+    """wire.send writes frames through nats-py internals; nats-py is pinned for them."""
+    from nats.aio.client import Client as NATS
+
+    from nanoservice.nats import wire
+
+    for method in ("_send_command", "_flush_pending"):
+        assert callable(getattr(NATS, method, None)), f"nats-py has no Client.{method}"
+    client = NATS()
+    for attribute in ("_pending_data_size", "_max_pending_size", "_flush_queue"):
+        assert hasattr(client, attribute), f"nats-py Client has no {attribute}"
+    assert isinstance(client._pending_data_size, int)
+    assert isinstance(client._max_pending_size, int)
+    assert wire._DIRECT, "the direct write path is off with this nats-py"

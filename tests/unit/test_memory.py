@@ -80,16 +80,24 @@ async def test_unacked_messages_come_back_after_ack_wait_until_max_deliver() -> 
         REGISTRY,
     )
     bus.provision(table)
-    seen: list[int] = []
+    seen: list[tuple[str, int]] = []
+    third = {"e1": asyncio.Event(), "e2": asyncio.Event()}
 
     async def never_ack(delivery: Any) -> None:
-        seen.append(delivery.delivered)
+        execution = delivery.subject.rsplit(".", 1)[-1]
+        seen.append((execution, delivery.delivered))
+        if delivery.delivered == 3:
+            third[execution].set()
 
     pull = await bus.consume("NANO_SLOW", "a", never_ack, max_inflight=5)
     await bus.publish("nano.slow._start.e1", b"{}")
-    await asyncio.sleep(3.5)
+    await asyncio.wait_for(third["e1"].wait(), 20)
+    # e2's third delivery comes an ack_wait after e1's fourth would have: wait for it.
+    await bus.publish("nano.slow._start.e2", b"{}")
+    await asyncio.wait_for(third["e2"].wait(), 20)
     await pull.stop()
-    assert seen == [1, 2, 3]  # max_deliver = attempts + 1, then the server gives up
+    # max_deliver = attempts + 1, then the server gives up
+    assert [n for e, n in seen if e == "e1"] == [1, 2, 3]
 
 
 async def test_kv_compare_and_set() -> None:

@@ -164,6 +164,34 @@ async def test_transform_runtime_errors_are_not_retryable(
         await run(transform, config, None)
 
 
+@pytest.mark.parametrize(
+    ("scope", "expr", "where"),
+    [
+        ({"input": {"n": 2**64}}, "input.n", "input.n is 18446744073709551616"),
+        ({"input": {"xs": [1, -(2**63) - 1]}}, '{"a": input.xs}', "input.xs[1] is"),
+        ({"steps": {"a": {"output": 2**70}}}, "steps.a.output + 1", "steps.a.output is"),
+        ({"vars": {"big": 2**64}}, "1", None),
+    ],
+)
+async def test_transform_refuses_integers_beyond_64_bits(
+    scope: dict[str, Any], expr: str, where: str | None
+) -> None:
+    """CEL would read 2**64 as 1.8446744073709552e+19: refused, naming value, place and step."""
+    ctx = make_ctx(scope)
+    if where is None:  # not read by the expression: no refusal
+        assert await run(transform, {"expr": expr}, None, ctx) == 1
+        return
+    with pytest.raises(NonRetryableError, match=re.escape(where)) as info:
+        await run(transform, {"expr": expr}, None, ctx)
+    assert "step 's'" in str(info.value)
+
+
+async def test_transform_keeps_64_bit_edges_exact() -> None:
+    ctx = make_ctx({"input": {"lo": -(2**63), "hi": 2**64 - 1, "i": 2**63 - 1}})
+    out = await run(transform, {"expr": "[input.lo, input.hi, input.i]"}, None, ctx)
+    assert out == [-(2**63), 2**64 - 1, 2**63 - 1]
+
+
 # --- log -------------------------------------------------------------------------------------
 
 
