@@ -1,7 +1,7 @@
 """Cancellation on the in-memory bus: a cancelled execution stops at its next step.
 
-MemoryBus has no cancel bucket of its own; a :class:`CancelWatcher` whose set the test fills
-stands in for the KV watch that a host keeps on a server.
+The test writes the key `nano cancel` writes into the memory backend's ``nano_cancel``
+bucket; the host's KV watch picks it up as it does on a server.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from nanoservice.runtime.cancel import CancelWatcher
-from nanoservice.runtime.host import Host, select_steps
-from nanoservice.runtime.step_base import Services
+from nanoservice import subjects
 from nanoservice.sdk.node import Context, node
 from nanoservice.sdk.registry import Registry
 from nanoservice.testing.memory import MemoryBus
@@ -45,20 +43,14 @@ async def test_a_cancelled_execution_stops_at_its_next_step() -> None:
     registry = Registry([gate, count])
     table = compile_text(WORKFLOW, registry)
     bus = MemoryBus()
-    bus.provision(table)
-    cancels = CancelWatcher()
-    services = Services(bus, joins=None, calls=bus.calls, cancels=cancels)
-    host = Host(bus, registry, select_steps([table]), services=services)
-    await host.start()
-    try:
+    async with bus.hosting([table], registry):
         running = asyncio.create_task(bus.run("stop", {"n": 1}, execution="doomed"))
         await asyncio.wait_for(started.wait(), 10)
-        cancels.cancelled.add("stop.doomed")
+        await bus.bucket(subjects.CANCEL).put("stop.doomed", b"cancelled")
+        await asyncio.sleep(0)  # the host's watch sees it
         release.set()
         outcome = await asyncio.wait_for(running, 10)
         other = await bus.run("stop", {"n": 2}, execution="fine")  # not cancelled: runs on
-    finally:
-        await host.stop(drain_timeout=2)
     assert not outcome.ok and outcome.error is not None
     assert outcome.error["type"] == "Cancelled" and outcome.step == "b"
     assert ran[("doomed", "a")] == 1 and ran[("doomed", "b")] == 0
