@@ -181,6 +181,10 @@ class _Compiler:
                         prefix=f"config of node '{step.node}': ",
                     )
                 )
+        except Exception as exc:  # a node's own validator failing some other way
+            self.fail(
+                f"config of node '{step.node}': {type(exc).__name__}: {exc}", (*loc, "with"), name
+            )
 
     def _check_loop(self, name: str, step: StepSpec, loc: Location) -> None:
         assert step.loop is not None
