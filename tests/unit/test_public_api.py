@@ -50,6 +50,7 @@ def test_spec_and_compiler_never_touch_nats() -> None:
         "workflow/spec",
         "workflow/table",
         "workflow/compiler",
+        "workflow/tabulate",
         "workflow/dataflow",
         "workflow/graph",
         "sdk/node",
