@@ -18,11 +18,11 @@ __all__ = [
 ]
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def one_line(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``)."""
+    """``text`` with line breaks, control characters and lone surrogates escaped (``\\n``)."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 

@@ -106,7 +106,7 @@ def parse_document(text: str, *, file: str = "<workflow>") -> Document:
             [
                 Problem(
                     f"malformed YAML: unacceptable character #x{exc.character:04x} "
-                    f"(control characters are not allowed)"
+                    f"(not allowed in YAML)"
                     if isinstance(exc.character, int)
                     else f"malformed YAML: {exc.reason}",
                     file=file,
@@ -227,10 +227,28 @@ def _scalar(node: Node, doc: Document) -> Any:
                 )
             ]
         ) from None
+    if isinstance(value, str) and not _is_utf8(value):
+        raise WorkflowError(
+            [
+                Problem(
+                    f"string {value!r} is not valid UTF-8 (a lone surrogate escape, as \\ud800)",
+                    file=doc.file,
+                    line=node.start_mark.line + 1,
+                )
+            ]
+        )
     if isinstance(value, bytes | set) or type(value).__module__ == "datetime":
         # Keep data JSON-shaped: timestamps and binary stay strings.
         return node.value if not isinstance(value, bytes) else json.dumps(node.value)
     return value
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _tag_problem(node: Node, doc: Document) -> Problem:

@@ -406,3 +406,14 @@ def test_a_compiler_bug_on_one_file_does_not_hide_the_others(tmp_path: Path) -> 
     bug, other = info.value.problems
     assert (bug.file, bug.line) == (str(a), 1) and "RuntimeError: boom" in bug.message
     assert other.file == str(b) and "unknown node 'ecko'" in other.message
+
+
+@pytest.mark.parametrize("where", ["with: {times: 1, x: VALUE}", "next: [VALUE]", "input: VALUE"])
+def test_a_lone_surrogate_escape_is_a_problem_not_an_unencodable_table(where: str) -> None:
+    # "\ud800" is valid YAML but not UTF-8: the table could not be written as JSON.
+    escaped = where.replace("VALUE", '"\\ud800"')
+    text = f"name: w\nsteps:\n  a:\n    node: echo\n    {escaped}\n"
+    with pytest.raises(WorkflowError) as info:
+        compile_(text).to_json()
+    (problem,) = info.value.problems
+    assert problem.line == 5 and "\\ud800" in str(problem) and "UTF-8" in problem.message

@@ -3,7 +3,9 @@
 Hypothesis takes the samples in ``workflows/*.yaml`` and ``tests/patterns/*.yaml`` and deletes,
 duplicates, swaps and re-indents lines, replaces scalars, injects bytes and truncates; compiling
 the result must raise nothing but :class:`WorkflowError`, each problem with a line and on one
-line. The default suite runs a bounded number of examples; run many more on demand::
+line. Another test first replaces one value of a sample with any JSON-shaped value (strings
+with control characters and lone surrogates included). The default suite runs a bounded
+number of examples; run many more on demand::
 
     NANO_FUZZ_EXAMPLES=5000 python -m pytest -q tests/unit/test_workflow_fuzz.py
 
@@ -16,8 +18,10 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +61,7 @@ def _samples() -> dict[str, bytes]:
 
 SAMPLES = _samples()
 REGISTRY = Registry.discover([ROOT / "tests" / "patterns" / "nodes"])
-EXAMPLES = int(os.environ.get("NANO_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("NANO_FUZZ_EXAMPLES", "150"))
 
 SCALARS = [
     "", "~", "[]", "{}", "-1", "0", "1e999", ".nan", "yes", "2001-01-01", "=", "<<",
@@ -65,6 +69,7 @@ SCALARS = [
     "&a x", "*a", "'", '"', "[", "{", "}", ": :", "- x", "? x", "|", ">", "%YAML 1.1",
     "nano.x", "steps.nope.output", "_x", "a-b", "A_B", "x" * 70, "prev.", "[[[[[[[", "\t",
     "'\\x1b[2J'", '"\\n"', "{node: echo}", "[a, b]", "[" * 300, "{x: " * 100, "9" * 5000,
+    '"\\ud800"', "'\u2028'",
 ]  # fmt: skip
 """Replacements for a value: wrong types, YAML syntax and tags, names the compiler checks."""
 
@@ -102,6 +107,30 @@ def mutate(data: bytes, mutation: Mutation) -> bytes:
     return b"".join(lines)
 
 
+def leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in parsed YAML: mapping values, list items, and the containers themselves."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += leaves(item, (*path, i))
+    return found
+
+
+def replace_value(data: bytes, index: int, value: Any) -> bytes:
+    """The sample with one of its values (chosen by ``index``) replaced, dumped as YAML."""
+    tree = yaml.safe_load(data)
+    places = leaves(tree)[1:]
+    *parent, last = places[index % len(places)]
+    holder = tree
+    for key in parent:
+        holder = holder[key]
+    holder[last] = value
+    return yaml.safe_dump(tree, sort_keys=False).encode()
+
+
 def check(path: Path) -> None:
     """Compile ``path``: it compiles, or every problem has this file, a line and one line."""
     try:
@@ -110,7 +139,9 @@ def check(path: Path) -> None:
         assert exc.problems
         for problem in exc.problems:
             assert problem.file == str(path) and problem.line is not None, problem
-            assert "\n" not in str(problem) and "\r" not in str(problem), problem
+            text = str(problem)
+            assert "\n" not in text and "\r" not in text, problem
+            text.encode("utf-8")  # printable: no lone surrogates
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
@@ -140,6 +171,40 @@ def test_mutated_workflows_raise_only_workflow_errors(
     check(path)
 
 
+odd_text = st.text(st.characters(categories=["Cs", "Cc", "Zl", "Zp"]), min_size=1, max_size=3)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | odd_text
+    | st.sampled_from(SCALARS),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    sample=st.sampled_from(sorted(SAMPLES)),
+    index=st.integers(0, 10_000),
+    value=json_values,
+)
+def test_workflows_with_a_value_replaced_raise_only_workflow_errors(
+    tmp_path: Path, sample: str, index: int, value: Any
+) -> None:
+    path = tmp_path / "replaced.yaml"
+    path.write_bytes(replace_value(SAMPLES[sample], index, value))
+    check(path)
+
+
 # --- the same, through `nano validate` as a user runs it ------------------------------------
 
 HELLO = (ROOT / "workflows" / "hello.yaml").read_bytes()
@@ -150,6 +215,7 @@ FIXED = {
     "int.yaml": (HELLO.replace(b"greeting: Hello", b"greeting: !!int 'abc'"), 12),
     "control.yaml": (HELLO.replace(b"Hello", b"Hel\x07lo"), 12),
     "empty.yaml": (b"# nothing here yet\n", 1),
+    "surrogate.yaml": (HELLO.replace(b"greeting: Hello", b'greeting: "\\ud800"'), 12),
     "markup.yaml": (HELLO.replace(b"next: record", b"next: '[/red]'"), 23),
     "truncated.yaml": (HELLO[: HELLO.index(b"  record:")], 23),
 }
@@ -167,29 +233,30 @@ def nano_validate(cwd: Path, *files: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """One `nano validate` over a good file and every fixed mutation (each in its own file)."""
+    folder = tmp_path_factory.mktemp("validate")
+    (folder / "good.yaml").write_bytes(HELLO.replace(b"name: hello", b"name: good"))
+    for name, (data, _) in FIXED.items():
+        (folder / name).write_bytes(data)
+    return nano_validate(folder, *sorted(FIXED), "good.yaml")
+
+
 @pytest.mark.parametrize("name", sorted(FIXED))
 def test_nano_validate_prints_one_line_per_problem_with_file_and_line(
-    tmp_path: Path, name: str
+    validated: subprocess.CompletedProcess[str], name: str
 ) -> None:
-    data, line = FIXED[name]
-    (tmp_path / name).write_bytes(data)
-    done = nano_validate(tmp_path, name)
-    assert done.returncode == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    first, *_ = done.stderr.splitlines()
-    assert first.startswith(f"error: {name}:{line}: "), done.stderr
-    assert all(re.match(rf"error: {name}:\d+: ", ln) for ln in done.stderr.splitlines())
+    _, line = FIXED[name]
+    mine = [ln for ln in validated.stderr.splitlines() if ln.startswith(f"error: {name}:")]
+    assert mine and mine[0].startswith(f"error: {name}:{line}: "), validated.stderr
 
 
-def test_nano_validate_reports_every_file_of_a_batch(tmp_path: Path) -> None:
-    (tmp_path / "good.yaml").write_bytes(HELLO.replace(b"name: hello", b"name: good"))
-    for name in ("deep.yaml", "not_utf8.yaml", "tag.yaml"):
-        (tmp_path / name).write_bytes(FIXED[name][0])
-    done = nano_validate(tmp_path, "deep.yaml", "good.yaml", "not_utf8.yaml", "tag.yaml")
-    assert done.returncode == 1
-    assert done.stdout.splitlines() == ["ok good.yaml: workflow 'good', 3 steps"]
-    assert [ln.split(": ")[1] for ln in done.stderr.splitlines()] == [
-        "deep.yaml:12",
-        "not_utf8.yaml:5",
-        "tag.yaml:12",
-    ], done.stderr
+def test_nano_validate_reports_every_file_of_a_batch(
+    validated: subprocess.CompletedProcess[str],
+) -> None:
+    assert validated.returncode == 1 and "Traceback" not in validated.stderr, validated.stderr
+    assert validated.stdout.splitlines() == ["ok good.yaml: workflow 'good', 3 steps"]
+    lines = validated.stderr.splitlines()
+    assert all(re.match(r"error: [a-z_0-9]+\.yaml:\d+: ", ln) for ln in lines), lines
+    assert {ln.split(":")[1].strip() for ln in lines} == set(FIXED)
