@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = [
@@ -13,7 +14,16 @@ __all__ = [
     "RoutingError",
     "UnknownNodeError",
     "WorkflowError",
+    "one_line",
 ]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks, control characters and lone surrogates escaped (``\\n``)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class NanoError(Exception):
@@ -22,7 +32,11 @@ class NanoError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem found in a workflow file, with file, line and step where known."""
+    """One problem found in a workflow file, with file, line and step where known.
+
+    Printed as one line: control characters from the file (a newline in a step name, a
+    terminal escape) are shown escaped.
+    """
 
     message: str
     file: str = "<workflow>"
@@ -38,7 +52,7 @@ class Problem:
         text += self.message
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return one_line(text)
 
 
 class WorkflowError(NanoError):

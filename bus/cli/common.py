@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nanoservice.errors import NanoError, WorkflowError
 
@@ -67,14 +68,14 @@ def setup_logging(level: str = "info") -> None:
 
 
 def die(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
 def problems(exc: WorkflowError, code: int = 2) -> typer.Exit:
     """Print every problem of a workflow error, one line each with file and line."""
     for problem in exc.problems:
-        err_console.print(f"[red]error:[/red] {problem}", soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(problem))}", soft_wrap=True)
     return typer.Exit(code)
 
 

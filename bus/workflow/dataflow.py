@@ -7,7 +7,7 @@ message leaving each step must carry, because something after it reads them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 __all__ = [
@@ -126,26 +126,23 @@ def strings(value: Any) -> Iterable[str]:
 
 
 def find_cycle(successors: dict[str, list[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        state[name] = 1
-        path.append(name)
-        for succ in successors.get(name, []):
-            if state.get(succ) == 1:
+    """A cycle as ``[a, b, ..., a]``, or None; iterative, so a long chain cannot overflow."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in successors:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        todo: list[Iterator[str]] = [iter(successors[root])]
+        state[root] = 1
+        while todo:
+            succ = next(todo[-1], None)
+            if succ is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(succ) == 1:
                 return [*path[path.index(succ) :], succ]
-            if succ in successors and succ not in state:
-                found = visit(succ)
-                if found:
-                    return found
-        path.pop()
-        state[name] = 2
-        return None
-
-    for name in successors:
-        if name not in state:
-            found = visit(name)
-            if found:
-                return found
+            elif succ in successors and succ not in state:
+                state[succ] = 1
+                path.append(succ)
+                todo.append(iter(successors[succ]))
     return None

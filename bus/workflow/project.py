@@ -7,10 +7,17 @@ from pathlib import Path
 
 from nanoservice.errors import NanoError, Problem, WorkflowError
 from nanoservice.sdk.registry import Registry
-from nanoservice.workflow.compiler import compile_file
+from nanoservice.workflow.compiler import compile_spec
+from nanoservice.workflow.loader import Document, load_document
 from nanoservice.workflow.table import RoutingTable
 
-__all__ = ["WORKFLOW_SUFFIXES", "compile_files", "find_workflow_files", "project_registry"]
+__all__ = [
+    "WORKFLOW_SUFFIXES",
+    "check_files",
+    "compile_files",
+    "find_workflow_files",
+    "project_registry",
+]
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -45,37 +52,83 @@ def project_registry(local_nodes: Iterable[str | Path] = ("nodes",)) -> Registry
 
 def compile_files(files: Iterable[Path], registry: Registry) -> list[RoutingTable]:
     """Compile every file; raise one :class:`WorkflowError` with all problems of all files."""
-    tables: list[RoutingTable] = []
-    problems: list[Problem] = []
-    seen: dict[str, Path] = {}
-    for path in files:
-        try:
-            table = compile_file(path, registry)
-        except WorkflowError as exc:
-            problems += exc.problems
-            continue
-        if table.workflow in seen:
-            problems.append(
-                Problem(
-                    f"workflow name '{table.workflow}' is also used by {seen[table.workflow]}",
-                    file=str(path),
-                )
-            )
-            continue
-        seen[table.workflow] = path
-        tables.append(table)
-    for table in tables:
-        for step in table.steps.values():
-            if step.call is not None and step.call.workflow not in seen:
-                problems.append(
-                    Problem(
-                        f"calls workflow '{step.call.workflow}', which is not among the files "
-                        "compiled together",
-                        file=table.source,
-                        step=step.name,
-                        hint=f"known: {', '.join(sorted(seen))}",
-                    )
-                )
+    tables, problems = check_files(files, registry)
     if problems:
         raise WorkflowError(problems)
     return tables
+
+
+def check_files(
+    files: Iterable[Path], registry: Registry
+) -> tuple[list[RoutingTable], list[Problem]]:
+    """Compile files together: the tables free of problems, and every problem of every file.
+
+    Each file is compiled on its own, so one broken file hides nothing about the others; then
+    the checks across files: names used twice, workflows sharing a stream, calls to workflows
+    not among the files.
+    """
+    compiled: list[tuple[RoutingTable, Document]] = []
+    problems: list[Problem] = []
+    for path in files:
+        try:
+            doc = load_document(path)
+            compiled.append((compile_spec(doc, registry), doc))
+        except WorkflowError as exc:
+            problems += exc.problems
+        except Exception as exc:  # a bug, but it must not hide the other files' reports
+            problems.append(
+                Problem(
+                    f"internal error compiling this file: {type(exc).__name__}: {exc}",
+                    file=str(path),
+                    line=1,
+                    hint="a bug in nanoservice; please report it with the file",
+                )
+            )
+    crossed = _cross_file_problems(compiled)
+    problems += [p for ps in crossed.values() for p in ps]
+    return [table for table, _ in compiled if not crossed.get(table.source)], problems
+
+
+def _cross_file_problems(
+    compiled: list[tuple[RoutingTable, Document]],
+) -> dict[str, list[Problem]]:
+    found: dict[str, list[Problem]] = {}
+    by_name: dict[str, Document] = {}
+    by_stream: dict[str, tuple[str, Document]] = {}
+    for table, doc in compiled:
+        here = found.setdefault(table.source, [])
+        if table.workflow in by_name:
+            other = by_name[table.workflow]
+            where = f"{other.file}:{other.line_of(('name',))}"
+            here.append(
+                doc.problem(f"workflow name '{table.workflow}' is also used by {where}", ("name",))
+            )
+            continue
+        stream = table.stream.name
+        if stream in by_stream:
+            name, other = by_stream[stream]
+            where = f"{other.file}:{other.line_of(('name',))}"
+            here.append(
+                doc.problem(
+                    f"workflow '{table.workflow}' would share stream {stream} with workflow "
+                    f"'{name}' ({where}); each would rewrite the other's subjects",
+                    ("name",),
+                    hint="stream names ignore case and read '-' as '_': rename one",
+                )
+            )
+            continue
+        by_name[table.workflow] = doc
+        by_stream[stream] = (table.workflow, doc)
+    for table, doc in compiled:
+        for step in table.steps.values():
+            if step.call is not None and step.call.workflow not in by_name:
+                found[table.source].append(
+                    doc.problem(
+                        f"calls workflow '{step.call.workflow}', which is not among the files "
+                        "compiled together",
+                        ("steps", step.name, "call", "workflow"),
+                        step=step.name,
+                        hint=f"known: {', '.join(sorted(by_name))}",
+                    )
+                )
+    return found

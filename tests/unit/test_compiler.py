@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from nanoservice.errors import WorkflowError
+from nanoservice.errors import Problem, WorkflowError
 from nanoservice.sdk.node import Context, node
 from nanoservice.sdk.registry import Registry
-from nanoservice.workflow.compiler import compile_text
+from nanoservice.workflow.compiler import compile_file, compile_text
 from nanoservice.workflow.table import RoutingTable
 
 
@@ -253,3 +253,167 @@ def test_the_trigger_payload_travels_only_while_a_later_step_reads_it() -> None:
         "  b: {node: echo, loop: {until: 'true', max: 3, back_to: a}}\n"
     )
     assert looped.steps["b"].keep_input  # the loop goes back to a, which reads input
+
+
+# --- files that once crashed the loader, and problems that once had no line ---------------
+
+
+def file_problems(tmp_path: Path, data: bytes | str, name: str = "wf.yaml") -> list[Problem]:
+    path = tmp_path / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    with pytest.raises(WorkflowError) as info:
+        compile_file(path, REGISTRY)
+    assert all(p.line is not None and p.file == str(path) for p in info.value.problems)
+    return info.value.problems
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    (problem,) = file_problems(tmp_path, b"name: w\nsteps:\n  a: {node: \xff\xfeecho}\n")
+    assert problem.line == 3 and "not UTF-8" in problem.message
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path: Path) -> None:
+    deep = "name: w\nsteps:\n  a:\n    node: echo\n    with:\n      x: " + "[" * 500 + "]" * 500
+    (problem,) = file_problems(tmp_path, deep + "\n")
+    assert problem.line == 6 and "nested deeper than" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("!custom 1", "tag '!custom' is not allowed"),
+        ("!!int 'abc'", "cannot read 'abc' as tag:yaml.org,2002:int"),
+        ("!!timestamp 'abc'", "cannot read 'abc' as tag:yaml.org,2002:timestamp"),
+        ("!!python/object:os.system {}", "tag 'tag:yaml.org,2002:python/object:os.system'"),
+        ("!foo [1]", "tag '!foo' is not allowed"),
+    ],
+)
+def test_tags_are_problems_with_a_line(tmp_path: Path, value: str, expected: str) -> None:
+    (problem,) = file_problems(
+        tmp_path, f"name: w\nsteps:\n  a:\n    node: echo\n    with: {{x: {value}}}\n"
+    )
+    assert problem.line == 5 and expected in problem.message
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n\n", "---\n"])
+def test_an_empty_file_has_a_line(tmp_path: Path, text: str) -> None:
+    (problem,) = file_problems(tmp_path, text)
+    assert problem.line == 1 and "empty" in problem.message
+
+
+def test_an_unacceptable_character_names_a_line_not_a_position(tmp_path: Path) -> None:
+    (problem,) = file_problems(tmp_path, "name: w\nsteps:\n  a: {node: echo\x07}\n")
+    assert problem.line == 3 and "position" not in problem.message
+    assert "#x0007" in problem.message and "\n" not in str(problem)
+
+
+def test_a_long_chain_of_steps_compiles() -> None:
+    steps = "".join(f"  s{i}: {{node: echo, next: s{i + 1}}}\n" for i in range(2000))
+    table = compile_(f"name: w\nsteps:\n{steps}  s2000: {{node: echo}}\n")
+    assert len(table.steps) == 2001
+
+
+def test_a_problem_prints_on_one_line_with_control_characters_escaped() -> None:
+    (msg,) = problems('name: w\nsteps:\n  a: {node: echo, next: ["x\\ny\\u001b[2J"]}\n')
+    assert "\n" not in msg and "\x1b" not in msg and "x\\ny\\x1b[2J" in msg
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_cross_file_problems_have_file_and_line(tmp_path: Path) -> None:
+    from nanoservice.workflow.project import compile_files
+
+    a = write(tmp_path, "a.yaml", "# a\nname: a\nsteps:\n  s:\n    call: {workflow: missing}\n")
+    b = write(tmp_path, "b.yaml", "name: a\nsteps:\n  s: {node: echo}\n")
+    with pytest.raises(WorkflowError) as info:
+        compile_files([a, b], REGISTRY)
+    twice, call = sorted(info.value.problems, key=lambda p: p.file, reverse=True)
+    assert (twice.file, twice.line) == (str(b), 1)
+    assert f"also used by {a}:2" in twice.message
+    assert (call.file, call.line, call.step) == (str(a), 5, "s")
+
+
+@pytest.mark.parametrize(("first", "second"), [("a-b", "a_b"), ("Orders", "orders")])
+def test_workflows_sharing_a_stream_are_refused(tmp_path: Path, first: str, second: str) -> None:
+    from nanoservice.workflow.project import compile_files
+
+    a = write(tmp_path, "a.yaml", f"name: {first}\nsteps:\n  s: {{node: echo}}\n")
+    b = write(tmp_path, "b.yaml", f"\nname: {second}\nsteps:\n  s: {{node: echo}}\n")
+    with pytest.raises(WorkflowError) as info:
+        compile_files([a, b], REGISTRY)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.line) == (str(b), 2)
+    assert f"'{first}' ({a}:1)" in problem.message and "NANO_" in problem.message
+
+
+def test_a_broken_file_does_not_hide_the_problems_of_the_others(tmp_path: Path) -> None:
+    from nanoservice.workflow.project import compile_files
+
+    files = [
+        write(tmp_path, "a.yaml", "name: a\nsteps:\n  s: {node: echo, with: {x: !!int 'z'}}\n"),
+        write(tmp_path, "b.yaml", "name: b\nsteps:\n  s: {node: ecko}\n"),
+        write(tmp_path, "c.yaml", "name: c\nsteps:\n  s:\n    node: echo\n    w: " + "{x: " * 400),
+    ]
+    with pytest.raises(WorkflowError) as info:
+        compile_files(files, REGISTRY)
+    assert [(p.file, p.line) for p in info.value.problems] == [
+        (str(files[0]), 3),
+        (str(files[1]), 3),
+        (str(files[2]), 5),
+    ]
+
+
+def test_a_node_config_validator_that_raises_is_a_problem() -> None:
+    from pydantic import field_validator
+
+    class Picky(BaseModel):
+        x: int = 0
+
+        @field_validator("x")
+        @classmethod
+        def _check(cls, value: int) -> int:
+            raise KeyError(value)  # not a ValueError: pydantic lets it through
+
+    @node("picky", config=Picky)
+    async def picky(ctx: Context, input: Any) -> Any:
+        return input
+
+    with pytest.raises(WorkflowError) as info:
+        compile_text(
+            "name: w\nsteps:\n  a:\n    node: picky\n    with: {x: 1}\n", Registry([picky])
+        )
+    (problem,) = info.value.problems
+    assert problem.line == 5 and "config of node 'picky': KeyError: 1" in problem.message
+
+
+def test_a_compiler_bug_on_one_file_does_not_hide_the_others(tmp_path: Path) -> None:
+    from nanoservice.workflow.project import compile_files
+
+    class Broken(Registry):
+        def get(self, name: str) -> Any:
+            if name == "noop":
+                raise RuntimeError("boom")
+            return super().get(name)
+
+    a = write(tmp_path, "a.yaml", "name: a\nsteps:\n  s: {node: noop}\n")
+    b = write(tmp_path, "b.yaml", "name: b\nsteps:\n  s: {node: ecko}\n")
+    with pytest.raises(WorkflowError) as info:
+        compile_files([a, b], Broken([echo, noop]))
+    bug, other = info.value.problems
+    assert (bug.file, bug.line) == (str(a), 1) and "RuntimeError: boom" in bug.message
+    assert other.file == str(b) and "unknown node 'ecko'" in other.message
+
+
+@pytest.mark.parametrize("where", ["with: {times: 1, x: VALUE}", "next: [VALUE]", "input: VALUE"])
+def test_a_lone_surrogate_escape_is_a_problem_not_an_unencodable_table(where: str) -> None:
+    # "\ud800" is valid YAML but not UTF-8: the table could not be written as JSON.
+    escaped = where.replace("VALUE", '"\\ud800"')
+    text = f"name: w\nsteps:\n  a:\n    node: echo\n    {escaped}\n"
+    with pytest.raises(WorkflowError) as info:
+        compile_(text).to_json()
+    (problem,) = info.value.problems
+    assert problem.line == 5 and "\\ud800" in str(problem) and "UTF-8" in problem.message
