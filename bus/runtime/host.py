@@ -234,6 +234,17 @@ class Host:
                         with contextlib.suppress(Exception):
                             await delivery.in_progress()
 
+    def in_flight(self) -> list[str]:
+        """``workflow.step (execution, seconds)`` of the node calls running, oldest first."""
+        now = time.monotonic()
+        running = [
+            (started, f"{p.step.workflow}.{p.step.name} (execution "
+             f"{d.subject.rsplit('.', 1)[-1]}, {now - started:.0f} s)")
+            for p in self.pipelines
+            for d, started in list(p.inflight.items())
+        ]
+        return [text for _, text in sorted(running)]
+
     @property
     def unsettled(self) -> int:
         """Deliveries being handled or waiting for their PubAcks."""

@@ -81,28 +81,36 @@ async def test_join_keys_are_deleted_once_the_join_is_over(nats_url: str) -> Non
         await nc.close()
 
 
-async def test_join_timers_wait_on_their_own_consumer(nats_url: str) -> None:
-    table = compile_text(JOIN, REGISTRY)
+async def test_more_waiting_join_timers_than_the_old_ack_pending_limit(nats_url: str) -> None:
+    """1,100 timed joins wait at once: each timer holds an ack-pending slot of the timers'
+    consumer, none of the join's (whose limit was 1,000), so every join still fires."""
+    n = 1100
+    table = compile_text(
+        JOIN.replace("right: {node: hold,", "right: {node: hold, concurrency: 2000,"), REGISTRY
+    )
     nc = await nats.connect(nats_url)
     try:
         async with nats_backend(nats_url) as backend:
             await backend.provision(table)
             async with serve(backend, [table], REGISTRY, drain_timeout=2):
                 client = Client(nc)
-                executions = [await client.start("joined", {"hold": 3}) for _ in range(30)]
+                executions = await asyncio.gather(
+                    *(client.start("joined", {"hold": 4}) for _ in range(n))
+                )
                 js = nc.jetstream()
                 timers = subjects.timer_consumer("merge")
-                for _ in range(50):
+                for _ in range(100):
                     info = await js.consumer_info(table.stream.name, timers)
-                    if info.num_ack_pending == len(executions):
+                    if info.num_ack_pending == n:
                         break
                     await asyncio.sleep(0.1)
                 join = await js.consumer_info(table.stream.name, "merge")
-                assert info.num_ack_pending == len(executions)  # every timer waits here...
-                assert join.num_ack_pending == 0  # ...and none holds a slot of the join
-                assert join.config.max_ack_pending >= 20_000
-                outcomes = [await client.outcome("joined", e, timeout=20) for e in executions]
-                assert all(o.output == {"left": 1} for o in outcomes)
+                assert info.num_ack_pending == n  # every timer waits here...
+                assert join.num_ack_pending < 1000  # ...not on the join's consumer
+                outcomes = await asyncio.gather(
+                    *(client.outcome("joined", e, timeout=60) for e in executions)
+                )
+                assert [o.output for o in outcomes] == [{"left": 1}] * n
     finally:
         await nc.close()
 
