@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 
 from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
 from nanoservice.errors import NanoError
-from nanoservice.nats.connect import STATE_FILE, connect, resolve_url
+from nanoservice.nats.connect import STATE_FILE, connect, resolve_url, wait_closed
 from nanoservice.nats.local_cluster import LocalCluster
 from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
 from nanoservice.nats.provision import load_tables, provision
@@ -27,6 +27,14 @@ from nanoservice.workflow.table import RoutingTable
 __all__ = ["host_command", "up_command"]
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
+Reconnects = Annotated[
+    int,
+    typer.Option(
+        "--reconnect-attempts",
+        help="Give up after this many failed reconnects to a server and exit 1, so a "
+        "supervisor can restart the process (-1: keep trying forever).",
+    ),
+]
 
 
 def up_command(
@@ -59,6 +67,7 @@ def up_command(
     ] = None,
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
+    reconnect_attempts: Reconnects = -1,
 ) -> None:
     """Start a local NATS (JetStream on), provision the workflows and run them."""
     setup_logging(log_level)
@@ -75,7 +84,7 @@ def up_command(
         STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
         STATE_FILE.write_text(nats_url + "\n")
     try:
-        run(_serve(nats_url, tables, registry, server))
+        run(_serve(nats_url, tables, registry, server, reconnect_attempts))
     finally:
         if server is not None:
             console.print("stopping NATS")
@@ -123,8 +132,9 @@ async def _serve(
     tables: list[RoutingTable],
     registry: Registry,
     server: LocalServer | LocalCluster | None,
+    reconnect_attempts: int = -1,
 ) -> None:
-    nc = await _connect(url, "nano up")
+    nc = await _connect(url, "nano up", reconnect_attempts)
     js = nc.jetstream()
     replicas = 3 if isinstance(server, LocalCluster) else None  # a local cluster: R3 streams
     for table in tables:
@@ -141,9 +151,9 @@ async def _serve(
     await _run_host(nc, tables, registry, None, banner=_banner(url, tables, server))
 
 
-async def _connect(url: str, name: str) -> NATS:
+async def _connect(url: str, name: str, reconnect_attempts: int = -1) -> NATS:
     try:
-        return await connect(url, name=name)
+        return await connect(url, name=name, reconnect_attempts=reconnect_attempts)
     except Exception as exc:
         raise NanoError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
 
@@ -181,13 +191,29 @@ async def _run_host(
         f"[green]ready[/green]: {len(chosen)} step consumers running; Ctrl-C to stop",
         soft_wrap=True,
     )
+    lost = await _until_stopped_or_closed(nc, stop)
     try:
-        await stop.wait()
+        if lost is None:
+            console.print("draining in-flight messages")
     finally:
-        console.print("draining in-flight messages")
         await host.stop()
         await transport.close()
-        await nc.drain()
+        if not nc.is_closed:
+            await nc.drain()
+    if lost is not None:
+        raise NanoError(f"connection to NATS closed for good ({lost}); exiting")
+
+
+async def _until_stopped_or_closed(nc: NATS, stop: asyncio.Event) -> str | None:
+    """Wait for a stop signal (None) or for the connection to close for good (why)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    closed = asyncio.ensure_future(wait_closed(nc))
+    try:
+        await asyncio.wait((stopped, closed), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopped, closed):
+            task.cancel()
+    return None if stopped.done() and not stopped.cancelled() else closed.result()
 
 
 def host_command(
@@ -199,6 +225,7 @@ def host_command(
     nats_url: Annotated[str | None, typer.Option("--nats-url", "-s", envvar="NATS_URL")] = None,
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
+    reconnect_attempts: Reconnects = -1,
 ) -> None:
     """Run step consumers against an existing NATS (one process of nano/micro mode).
 
@@ -210,13 +237,17 @@ def host_command(
         tables = compile_files(find_workflow_files(files), registry) if files else None
     except NanoError as exc:
         raise die(str(exc)) from None
-    run(_host(resolve_url(nats_url), tables, registry, steps))
+    run(_host(resolve_url(nats_url), tables, registry, steps, reconnect_attempts))
 
 
 async def _host(
-    url: str, tables: list[RoutingTable] | None, registry: Registry, steps: list[str] | None
+    url: str,
+    tables: list[RoutingTable] | None,
+    registry: Registry,
+    steps: list[str] | None,
+    reconnect_attempts: int = -1,
 ) -> None:
-    nc = await _connect(url, "nano host")
+    nc = await _connect(url, "nano host", reconnect_attempts)
     if tables is None:
         tables = list((await load_tables(nc.jetstream())).values())
         if not tables:
