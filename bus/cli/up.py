@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 from nats.aio.client import Client as NATS
@@ -16,7 +18,7 @@ from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_log
 from nanoservice.errors import NanoError
 from nanoservice.nats.connect import STATE_FILE, connect, resolve_url, wait_closed
 from nanoservice.nats.local_cluster import LocalCluster
-from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
+from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port, stop_orphan
 from nanoservice.nats.provision import load_tables, provision
 from nanoservice.nats.transport import NatsTransport
 from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
@@ -77,6 +79,7 @@ def up_command(
     except NanoError as exc:
         raise die(str(exc)) from None
     tables = run(_compile(paths, registry))
+    lock = _lock_folder(data_dir)
     server: LocalServer | LocalCluster | None = None
     if not nats_url:
         server = _start_local(data_dir, cluster=cluster, port=port, sync_interval=sync_interval)
@@ -91,7 +94,31 @@ def up_command(
             server.stop()
             with contextlib.suppress(OSError):
                 STATE_FILE.unlink()
+        lock.close()
     console.print("[green]stopped[/green]")
+
+
+def _lock_folder(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on ``data_dir`` for this process's life (the OS drops it on
+    any exit, SIGKILL included), or exit naming the `nano up` that holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "up.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise die(
+            f"another `nano up` (pid {holder}) is running with {data_dir}; stop it first "
+            "or pass another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 async def _compile(paths: list[Path], registry: Registry) -> list[RoutingTable]:
@@ -102,7 +129,11 @@ def _start_local(
     data_dir: Path, *, cluster: bool, port: int, sync_interval: str | None
 ) -> LocalServer | LocalCluster:
     if cluster:
-        local_cluster = LocalCluster(data_dir / "cluster", sync_interval=sync_interval)
+        local_cluster = LocalCluster(
+            data_dir / "cluster", sync_interval=sync_interval, die_with_parent=True
+        )
+        for node in local_cluster.servers:
+            _stop_orphan(node.options.store_dir)
         console.print(f"starting a 3-node NATS cluster (data in {data_dir / 'cluster'})")
         local_cluster.start()
         return local_cluster
@@ -110,12 +141,21 @@ def _start_local(
         port = free_port()
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
+    _stop_orphan(store.resolve())
     server = LocalServer(
-        ServerOptions(store_dir=store.resolve(), port=port, sync_interval=sync_interval)
+        ServerOptions(
+            store_dir=store.resolve(), port=port, sync_interval=sync_interval, die_with_parent=True
+        )
     )
     console.print(f"starting nats-server (data in {store})")
     server.start()
     return server
+
+
+def _stop_orphan(store: Path) -> None:
+    pid = stop_orphan(store)
+    if pid is not None:
+        console.print(f"stopped nats-server pid {pid}, left running on {store} by an earlier run")
 
 
 def _port_free(port: int) -> bool:

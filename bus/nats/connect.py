@@ -90,11 +90,9 @@ async def connect(
 async def wait_closed(nc: NATS) -> str:
     """Wait until ``nc`` is closed for good (not merely disconnected); returns why."""
     closed = _closed.get(nc)
-    if closed is None:  # not opened by connect(): poll
-        while not nc.is_closed:
-            await asyncio.sleep(0.2)
-    else:
-        await closed.wait()
+    if closed is None:
+        raise ValueError("wait_closed() needs a connection opened by connect()")
+    await closed.wait()
     return closed_reason(nc)
 
 

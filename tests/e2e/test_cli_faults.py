@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from nanoservice.nats.local_server import LocalServer, ServerOptions
 from tests.e2e.processes import Background
-from tests.e2e.test_cli import HELLO, describe, flat, nano
+from tests.e2e.test_cli import HELLO, alive, children, describe, flat, nano
 
 
 @pytest.fixture
@@ -49,3 +50,66 @@ def test_host_exits_1_when_reconnects_are_exhausted(folder: Path, server: LocalS
         assert "Traceback" not in err, host.output()
     finally:
         host.close()
+
+
+# --- 2. one `nano up` per folder; its nats-server dies with it ------------------------------
+
+
+def _gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_sigkill_of_up_takes_its_server_along(folder: Path) -> None:
+    first = Background(["up", "--port", "0"], cwd=folder)
+    try:
+        first.wait_for_line("ready:")
+        servers = children(first.proc.pid)
+        assert servers, first.output()
+        first.kill()
+        for pid in servers:
+            assert _gone(pid), f"nats-server {pid} outlived a SIGKILLed `nano up`"
+    finally:
+        first.close()
+    again = Background(["up", "--port", "0"], cwd=folder)
+    try:
+        again.wait_for_line("ready:")
+    finally:
+        again.close()
+
+
+def test_second_up_in_the_same_folder_is_refused(folder: Path) -> None:
+    first = Background(["up", "--port", "0"], cwd=folder)
+    try:
+        first.wait_for_line("ready:")
+        second = nano("up", "--port", "0", cwd=folder)
+        assert second.returncode == 1, describe(second)
+        err = flat(second.stderr)
+        assert f"another `nano up` (pid {first.proc.pid})" in err, describe(second)
+        assert "Traceback" not in second.stderr, describe(second)
+        assert first.proc.poll() is None, first.output()
+    finally:
+        first.close()
+
+
+def test_up_stops_a_server_orphaned_on_its_folder(folder: Path) -> None:
+    store = (folder / ".nano" / "nats").resolve()
+    orphan = LocalServer(ServerOptions(store_dir=store))
+    orphan.start()
+    pid = orphan.pid
+    assert pid is not None
+    try:
+        up = Background(["up", "--port", "0"], cwd=folder)
+        try:
+            up.wait_for_line("ready:")
+            assert f"stopped nats-server pid {pid}" in "".join(up.stdout), up.output()
+            assert _gone(pid), up.output()
+        finally:
+            up.close()
+    finally:
+        orphan.stop()
