@@ -18,7 +18,14 @@ from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_log
 from nanoservice.errors import NanoError
 from nanoservice.nats.connect import STATE_FILE, connect, resolve_url, wait_closed
 from nanoservice.nats.local_cluster import LocalCluster
-from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port, stop_orphan
+from nanoservice.nats.local_server import (
+    LocalServer,
+    NatsServerError,
+    NatsServerNotFound,
+    ServerOptions,
+    free_port,
+    stop_orphan,
+)
 from nanoservice.nats.provision import load_tables, provision
 from nanoservice.nats.transport import NatsTransport
 from nanoservice.runtime.host import Host, freeze_startup_heap, select_steps
@@ -28,6 +35,7 @@ from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["host_command", "up_command"]
 
+DEFAULT_PORT = 4222
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
 Reconnects = Annotated[
     int,
@@ -54,8 +62,13 @@ def up_command(
         bool, typer.Option(help="Start a 3-node cluster instead of one server.")
     ] = False,
     port: Annotated[
-        int, typer.Option(help="Client port of the local server (0: any free; taken: any free).")
-    ] = 4222,
+        int | None,
+        typer.Option(
+            help="Client port of the local server; an explicit port that is taken is an "
+            "error, 0 picks any free one. [default: 4222, or a free one if 4222 is taken]",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: Annotated[Path, typer.Option(help="Where the local server keeps its data.")] = Path(
         ".nano"
     ),
@@ -82,12 +95,16 @@ def up_command(
     lock = _lock_folder(data_dir)
     server: LocalServer | LocalCluster | None = None
     if not nats_url:
-        server = _start_local(data_dir, cluster=cluster, port=port, sync_interval=sync_interval)
+        try:
+            server = _start_local(data_dir, cluster=cluster, port=port, sync_interval=sync_interval)
+        except (NatsServerError, NatsServerNotFound) as exc:
+            lock.close()
+            raise die(str(exc).splitlines()[0]) from None
         nats_url = server.url
         STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
         STATE_FILE.write_text(nats_url + "\n")
     try:
-        run(_serve(nats_url, tables, registry, server, reconnect_attempts))
+        run(_serve(nats_url, tables, registry, server, reconnect_attempts, moved=port is None))
     finally:
         if server is not None:
             console.print("stopping NATS")
@@ -126,7 +143,7 @@ async def _compile(paths: list[Path], registry: Registry) -> list[RoutingTable]:
 
 
 def _start_local(
-    data_dir: Path, *, cluster: bool, port: int, sync_interval: str | None
+    data_dir: Path, *, cluster: bool, port: int | None, sync_interval: str | None
 ) -> LocalServer | LocalCluster:
     if cluster:
         local_cluster = LocalCluster(
@@ -137,8 +154,12 @@ def _start_local(
         console.print(f"starting a 3-node NATS cluster (data in {data_dir / 'cluster'})")
         local_cluster.start()
         return local_cluster
-    if port == 0 or not _port_free(port):
+    if port is None:
+        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port()
+    elif port == 0:
         port = free_port()
+    elif not _port_free(port):
+        raise die(f"port {port} is taken (pass another --port, or --port 0 for any free one)")
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     _stop_orphan(store.resolve())
@@ -173,6 +194,8 @@ async def _serve(
     registry: Registry,
     server: LocalServer | LocalCluster | None,
     reconnect_attempts: int = -1,
+    *,
+    moved: bool = False,
 ) -> None:
     nc = await _connect(url, "nano up", reconnect_attempts)
     js = nc.jetstream()
@@ -188,7 +211,7 @@ async def _serve(
                 f"  [yellow]consumers of removed steps left in place:[/yellow] "
                 f"{', '.join(done.stale_consumers)}"
             )
-    await _run_host(nc, tables, registry, None, banner=_banner(url, tables, server))
+    await _run_host(nc, tables, registry, None, banner=_banner(url, tables, server, moved=moved))
 
 
 async def _connect(url: str, name: str, reconnect_attempts: int = -1) -> NATS:
@@ -198,8 +221,16 @@ async def _connect(url: str, name: str, reconnect_attempts: int = -1) -> NATS:
         raise NanoError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
 
 
-def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalCluster | None) -> str:
+def _banner(
+    url: str,
+    tables: list[RoutingTable],
+    server: LocalServer | LocalCluster | None,
+    *,
+    moved: bool = False,
+) -> str:
     lines = [f"NATS        {url}"]
+    if isinstance(server, LocalServer) and server.options.port != DEFAULT_PORT and moved:
+        lines[0] += f" (port {DEFAULT_PORT} is taken)"
     if isinstance(server, LocalServer):
         lines.append(f"monitoring  {server.monitor_url}")
         lines.append(f"server log  {server.log_file}")

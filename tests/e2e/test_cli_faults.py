@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +115,33 @@ def test_up_stops_a_server_orphaned_on_its_folder(folder: Path) -> None:
             up.close()
     finally:
         orphan.stop()
+
+
+# --- 3. a taken port ----------------------------------------------------------------------
+
+
+def test_an_explicit_port_that_is_taken_is_an_error(folder: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = nano("up", "--port", str(port), cwd=folder)
+    assert result.returncode == 1, describe(result)
+    assert f"port {port} is taken" in flat(result.stderr), describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    assert not (folder / ".nano" / "url").exists(), describe(result)
+
+
+def test_the_default_port_moves_when_taken_and_the_banner_says_so(folder: Path) -> None:
+    with socket.socket() as holder:
+        with contextlib.suppress(OSError):  # taken already: just as good
+            holder.bind(("127.0.0.1", 4222))
+            holder.listen()
+        up = Background(["up"], cwd=folder)
+        try:
+            line = up.wait_for_line("NATS ")
+            up.wait_for_line("ready:")
+        finally:
+            up.close()
+    assert "(port 4222 is taken)" in line, up.output()
+    assert ":4222" not in line.split()[1], up.output()
