@@ -51,8 +51,8 @@ NatsUrl = Annotated[
         "--nats-url",
         "-s",
         envvar="NATS_URL",
-        help="NATS server URL(s), comma-separated (default: the one `nano up` "
-        "started here, else nats://127.0.0.1:4222).",
+        help="NATS server URL(s), comma-separated (default: the one `nano up` in this folder "
+        "uses, else nats://127.0.0.1:4222).",
     ),
 ]
 

@@ -101,16 +101,17 @@ def up_command(
             lock.close()
             raise die(str(exc).splitlines()[0]) from None
         nats_url = server.url
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(nats_url + "\n")
+    # Remembered for `nano publish`/`cancel`/`host` in this folder, whoever runs the server.
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(nats_url + "\n")
     try:
         run(_serve(nats_url, tables, registry, server, reconnect_attempts, moved=port is None))
     finally:
         if server is not None:
             console.print("stopping NATS")
             server.stop()
-            with contextlib.suppress(OSError):
-                STATE_FILE.unlink()
+        with contextlib.suppress(OSError):
+            STATE_FILE.unlink()
         lock.close()
     console.print("[green]stopped[/green]")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import time
@@ -145,3 +146,20 @@ def test_the_default_port_moves_when_taken_and_the_banner_says_so(folder: Path) 
             up.close()
     assert "(port 4222 is taken)" in line, up.output()
     assert ":4222" not in line.split()[1], up.output()
+
+
+# --- 4. `nano up --nats-url` is remembered for the folder ----------------------------------
+
+
+def test_up_with_nats_url_is_remembered_by_publish(folder: Path, server: LocalServer) -> None:
+    up = Background(["up", "--nats-url", server.url], cwd=folder)
+    try:
+        up.wait_for_line("ready:")
+        result = nano(
+            "publish", "hello", '{"name": "Ada"}', "--wait", "--timeout", "20", cwd=folder
+        )
+        assert result.returncode == 0, describe(result) + up.output()
+        assert json.loads(result.stdout) == {"message": "Hello, Ada!", "length": 3}
+    finally:
+        up.close()
+    assert not (folder / ".nano" / "url").exists(), up.output()
