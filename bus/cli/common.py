@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from nats.errors import Error as NatsError
 from rich.console import Console
 
 from nanoservice.errors import NanoError, WorkflowError
@@ -18,6 +19,7 @@ from nanoservice.workflow.project import compile_files, project_registry
 from nanoservice.workflow.table import RoutingTable
 
 __all__ = [
+    "TOKEN_RULE",
     "Files",
     "NatsUrl",
     "NodesDir",
@@ -31,6 +33,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+TOKEN_RULE = "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+"""What :data:`nanoservice.subjects.TOKEN` allows, in words."""
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -106,6 +111,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise problems(exc) from None
     except NanoError as exc:
         raise die(str(exc)) from None
+    except NatsError as exc:  # a safety net: commands turn the ones they expect into words
+        raise die(f"NATS: {str(exc).removeprefix('nats: ') or type(exc).__name__}") from None
     except (ConnectionRefusedError, OSError, TimeoutError) as exc:
         if "connect" in str(exc).lower() or isinstance(exc, ConnectionRefusedError | TimeoutError):
             raise die(f"cannot reach NATS: {exc or type(exc).__name__}") from None

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from nats.js import JetStreamContext
 
-from nanoservice.cli.common import NatsUrl, NodesDir, compile_one, console, run
+from nanoservice.cli.common import TOKEN_RULE, NatsUrl, NodesDir, compile_one, console, die, run
 from nanoservice.errors import NanoError
 from nanoservice.nats.connect import connect, resolve_url
 from nanoservice.nats.provision import load_tables
 from nanoservice.runtime.cancel import cancel_execution
-from nanoservice.subjects import execution_filter
+from nanoservice.subjects import execution_filter, is_valid_token
 from nanoservice.workflow.graph import to_mermaid
 
 __all__ = ["cancel_command", "graph_command"]
@@ -36,6 +36,9 @@ def cancel_command(
     nats_url: NatsUrl = None,
 ) -> None:
     """Cancel a running execution: its pending steps are dropped, its outcome is Cancelled."""
+    for what, name in (("execution id", execution), ("workflow name", workflow)):
+        if name is not None and not is_valid_token(name):
+            raise die(f"invalid {what} {name!r}: {TOKEN_RULE}")
     found = run(_cancel(resolve_url(nats_url), workflow, execution))
     console.print(f"cancelled {found} execution {execution}")
 

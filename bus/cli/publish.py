@@ -9,12 +9,14 @@ from typing import Annotated, Any
 
 import jsonschema
 import typer
+from nats.js.errors import NoStreamResponseError
 
-from nanoservice.cli.common import NatsUrl, console, die, err_console, run
+from nanoservice.cli.common import TOKEN_RULE, NatsUrl, console, die, err_console, run
 from nanoservice.errors import NanoError
 from nanoservice.nats.connect import connect, resolve_url
 from nanoservice.nats.provision import load_tables
 from nanoservice.runtime.client import Client
+from nanoservice.subjects import is_valid_token
 
 __all__ = ["publish_command"]
 
@@ -44,6 +46,8 @@ def publish_command(
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise die(f"{source} is not valid JSON: {exc}") from None
+    if execution is not None and not is_valid_token(execution):
+        raise die(f"invalid execution id {execution!r}: {TOKEN_RULE}")
     code = run(_publish(resolve_url(nats_url), target, data, wait, timeout, execution))
     raise typer.Exit(code)
 
@@ -59,7 +63,13 @@ async def _publish(
         ) from None
     try:
         if "." in target:
-            ack = await nc.jetstream().publish(target, json.dumps(data).encode())
+            try:
+                ack = await nc.jetstream().publish(target, json.dumps(data).encode())
+            except NoStreamResponseError:
+                raise NanoError(
+                    f"no stream on this server stores subject '{target}' (give a workflow "
+                    "name, or a trigger subject `nano up` printed)"
+                ) from None
             console.print(f"stored in {ack.stream} at seq {ack.seq}")
             return 0
         tables = await load_tables(nc.jetstream())

@@ -106,6 +106,8 @@ class Client:
         """
         given = execution is not None
         execution = execution or subjects.new_execution_id()
+        if not subjects.is_valid_token(execution):
+            raise NanoError(f"invalid execution id {execution!r}")
         waiter = await self._watch(workflow, execution)
         try:
             if given:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,27 @@ def folder(tmp_path: Path) -> Path:
     (tmp_path / "workflows").mkdir()
     shutil.copy(HELLO, tmp_path / "workflows" / "hello.yaml")
     return tmp_path
+
+
+@pytest.fixture
+def up(folder: Path) -> Iterator[Background]:
+    """`nano up --port 0` running in :func:`folder`, ready to consume."""
+    proc = Background(["up", "--port", "0"], cwd=folder)
+    try:
+        proc.wait_for_line("ready:")
+        yield proc
+    finally:
+        proc.close()
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
+    """``result`` failed with exit 1 and one line on stderr holding every phrase."""
+    assert result.returncode == 1, describe(result)
+    assert "Traceback" not in result.stderr, describe(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), describe(result)
+    for phrase in phrases:
+        assert phrase in lines[0], describe(result)
 
 
 @pytest.fixture
@@ -163,3 +185,17 @@ def test_up_with_nats_url_is_remembered_by_publish(folder: Path, server: LocalSe
     finally:
         up.close()
     assert not (folder / ".nano" / "url").exists(), up.output()
+
+
+# --- 5. bad subjects and ids are one-line errors ------------------------------------------
+
+
+def test_bad_subjects_and_ids_are_one_line_errors(folder: Path, up: Background) -> None:
+    result = nano("publish", "some.subject", '{"a": 1}', cwd=folder)
+    one_line_error(result, "no stream on this server stores subject 'some.subject'")
+    result = nano(
+        "publish", "hello", '{"name": "Ada"}', "--wait", "--execution", "bad id!", cwd=folder
+    )
+    one_line_error(result, "invalid execution id 'bad id!'")
+    result = nano("cancel", "bad id!", "--workflow", "hello", cwd=folder)
+    one_line_error(result, "invalid execution id 'bad id!'")
