@@ -15,7 +15,7 @@ from nanoservice.cli.common import TOKEN_RULE, NatsUrl, console, die, err_consol
 from nanoservice.errors import NanoError
 from nanoservice.nats.connect import connect, resolve_url
 from nanoservice.nats.provision import load_tables
-from nanoservice.runtime.client import Client
+from nanoservice.runtime.client import NO_RESULT, NOT_STORED, Client, NoOutcome
 from nanoservice.subjects import is_valid_token
 
 __all__ = ["publish_command"]
@@ -56,7 +56,8 @@ async def _publish(
     url: str, target: str, data: Any, wait: bool, timeout: float, execution: str | None
 ) -> int:
     try:
-        nc = await connect(url, name="nano publish", reconnect=False)
+        # Waiting rides out a server restart; a plain publish fails at once.
+        nc = await connect(url, name="nano publish", reconnect=wait)
     except Exception as exc:
         raise NanoError(
             f"cannot reach NATS at {url}: {exc or type(exc).__name__} (is `nano up` running?)"
@@ -94,10 +95,16 @@ async def _publish(
             return 0
         try:
             outcome = await client.run(target, data, timeout=timeout, execution=execution)
-        except TimeoutError:
+        except NoOutcome as exc:
+            hint = {
+                NO_RESULT: "are hosts running its steps?",
+                NOT_STORED: "publish again",
+            }.get(exc.reason, "it may still finish")
             err_console.print(
-                f"[yellow]no result within {timeout:g} s[/yellow] "
-                "(the execution may still finish; are workers running?)"
+                f"[yellow]no result of execution {exc.execution} within {timeout:g} s[/yellow]: "
+                f"{exc.reason} ({hint}; `nano publish {target} --wait --execution "
+                f"{exc.execution}` looks again)",
+                soft_wrap=True,
             )
             return 3
         if outcome.ok:

@@ -18,7 +18,20 @@ from nanoservice.runtime.cancel import cancel_execution
 from nanoservice.runtime.envelope import decode_dead_letter, decode_result
 from nanoservice.types import EXECUTION, MSG_ID
 
-__all__ = ["Client", "ExecutionFailed", "Outcome", "outcome_of"]
+__all__ = [
+    "LOST",
+    "NOT_STORED",
+    "NO_RESULT",
+    "Client",
+    "ExecutionFailed",
+    "NoOutcome",
+    "Outcome",
+    "outcome_of",
+]
+
+_POLL = 1.0
+"""Seconds between looks at the stored outcome while waiting (a live message may be missed
+during a reconnect)."""
 
 
 class ExecutionFailed(NanoError):
@@ -27,6 +40,19 @@ class ExecutionFailed(NanoError):
     def __init__(self, execution: str, step: str, error_type: str, message: str) -> None:
         self.execution, self.step, self.error_type = execution, step, error_type
         super().__init__(f"execution {execution} failed at step '{step}': {error_type}: {message}")
+
+
+class NoOutcome(TimeoutError):
+    """No outcome within the timeout; ``reason`` says what is known about the execution."""
+
+    def __init__(self, execution: str, reason: str) -> None:
+        self.execution, self.reason = execution, reason
+        super().__init__(f"no outcome of execution {execution}: {reason}")
+
+
+LOST = "the connection to NATS is lost (reconnecting)"
+NOT_STORED = "the trigger was not stored"
+NO_RESULT = "the trigger is stored, but there is no result yet"
 
 
 @dataclass(frozen=True)
@@ -114,8 +140,12 @@ class Client:
                 stored = await self._stored(workflow, execution)
                 if stored is not None:
                     return stored
-            await self.start(workflow, payload, execution=execution)
-            return await asyncio.wait_for(waiter.outcome, timeout)
+            try:
+                await self.start(workflow, payload, execution=execution)
+            except TimeoutError:  # no PubAck: stored or not, the server did not say
+                if self.nc.is_connected and not await self._trigger_stored(workflow, execution):
+                    raise NoOutcome(execution, f"{NOT_STORED} (no acknowledgement)") from None
+            return await self._await(workflow, execution, waiter, timeout)
         finally:
             await waiter.close()
 
@@ -126,9 +156,44 @@ class Client:
             stored = await self._stored(workflow, execution)
             if stored is not None:
                 return stored
-            return await asyncio.wait_for(waiter.outcome, timeout)
+            return await self._await(workflow, execution, waiter, timeout)
         finally:
             await waiter.close()
+
+    async def _await(
+        self, workflow: str, execution: str, waiter: _Waiter, timeout: float
+    ) -> Outcome:
+        """The live outcome, or the stored one (looked up every second while connected)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(asyncio.shield(waiter.outcome), min(left, _POLL))
+            if self.nc.is_connected:
+                with contextlib.suppress(Exception):
+                    stored = await asyncio.wait_for(self._stored(workflow, execution), _POLL)
+                    if stored is not None:
+                        return stored
+        raise NoOutcome(execution, await self._why(workflow, execution))
+
+    async def _why(self, workflow: str, execution: str) -> str:
+        """What is known of an execution without an outcome."""
+        if not self.nc.is_connected:
+            return LOST
+        try:
+            stored = await asyncio.wait_for(self._trigger_stored(workflow, execution), 5)
+        except Exception as exc:
+            return f"cannot ask the server ({exc or type(exc).__name__})"
+        return NO_RESULT if stored else NOT_STORED
+
+    async def _trigger_stored(self, workflow: str, execution: str) -> bool:
+        try:
+            await self.js.get_last_msg(
+                subjects.stream_name(workflow), subjects.start_subject(workflow, execution)
+            )
+        except NotFoundError:
+            return False
+        return True
 
     async def _stored(self, workflow: str, execution: str) -> Outcome | None:
         stream = subjects.stream_name(workflow)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
 import pytest
 
 from nanoservice.nats.local_server import LocalServer, ServerOptions
@@ -199,3 +202,100 @@ def test_bad_subjects_and_ids_are_one_line_errors(folder: Path, up: Background) 
     one_line_error(result, "invalid execution id 'bad id!'")
     result = nano("cancel", "bad id!", "--workflow", "hello", cwd=folder)
     one_line_error(result, "invalid execution id 'bad id!'")
+
+
+# --- 6. publish --wait says what really happened, and rides out a reconnect ----------------
+
+SLOW = (
+    "name: slow\nsteps:\n  wait: {node: delay, with: {seconds: 3}, next: after}\n"
+    "  after: {node: log}\n"
+)
+
+
+def _started(url: str, workflow: str, timeout: float = 20.0) -> str:
+    """Wait until an execution of ``workflow`` has its trigger stored; its id."""
+
+    async def look() -> str | None:
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().stream_info(
+                f"NANO_{workflow.upper()}", subjects_filter=f"nano.{workflow}._start.*"
+            )
+        finally:
+            await nc.close()
+        found = sorted(info.state.subjects or {})
+        return found[0].rsplit(".", 1)[1] if found else None
+
+    deadline = time.monotonic() + timeout
+    while (execution := asyncio.run(look())) is None:
+        if time.monotonic() >= deadline:
+            pytest.fail(f"no trigger of {workflow} stored within {timeout:g} s")
+        time.sleep(0.1)
+    return execution
+
+
+@pytest.fixture
+def slow_host(folder: Path, server: LocalServer) -> Iterator[Background]:
+    """`nano host` running the slow workflow (and the sample) on :func:`server`."""
+    (folder / "workflows" / "slow.yaml").write_text(SLOW)
+    host = Background(["host", "workflows", "--nats-url", server.url], cwd=folder)
+    try:
+        host.wait_for_line("ready:")
+        yield host
+    finally:
+        host.close()
+
+
+def test_publish_wait_rides_out_a_server_restart(
+    folder: Path, server: LocalServer, slow_host: Background
+) -> None:
+    waiting = Background(
+        ["publish", "slow", "{}", "--wait", "--timeout", "25", "--nats-url", server.url],
+        cwd=folder,
+    )
+    try:
+        _started(server.url, "slow")
+        server.restart()
+        assert waiting.wait(40) == 0, waiting.output() + slow_host.output()
+    finally:
+        waiting.close()
+
+
+def test_publish_wait_says_the_connection_is_lost(
+    folder: Path, server: LocalServer, slow_host: Background
+) -> None:
+    waiting = Background(
+        ["publish", "slow", "{}", "--wait", "--timeout", "4", "--nats-url", server.url],
+        cwd=folder,
+    )
+    try:
+        _started(server.url, "slow")
+        server.kill()
+        assert waiting.wait() == 3, waiting.output()
+        err = flat("".join(waiting.stderr))
+        assert "the connection to NATS is lost (reconnecting)" in err, waiting.output()
+        assert "Traceback" not in err, waiting.output()
+    finally:
+        waiting.close()
+
+
+def test_publish_wait_says_the_trigger_is_stored_without_result(
+    folder: Path, server: LocalServer, slow_host: Background
+) -> None:
+    slow_host.proc.send_signal(signal.SIGINT)  # the tables stay provisioned; no host runs
+    assert slow_host.wait() == 0, slow_host.output()
+    result = nano(
+        "publish",
+        "hello",
+        '{"name": "Ada"}',
+        "--wait",
+        "--timeout",
+        "2",
+        "--nats-url",
+        server.url,
+        cwd=folder,
+    )
+    assert result.returncode == 3, describe(result)
+    assert "the trigger is stored, but there is no result yet" in flat(result.stderr), describe(
+        result
+    )
