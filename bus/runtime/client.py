@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -64,6 +64,9 @@ class Outcome:
     output: Any = None
     step: str = ""
     error: dict[str, Any] | None = None
+    earlier: bool = False
+    """The execution id had been started before: this is that run's outcome, and the
+    payload given to this call was not used."""
 
     def unwrap(self) -> Any:
         """The output; raises :class:`ExecutionFailed` if the execution failed."""
@@ -91,8 +94,25 @@ class Client:
         payload: Any,
         *,
         execution: str | None = None,
+        subject: str | None = None,
     ) -> str:
-        """Publish a trigger; returns the execution id once the server has stored it."""
+        """Publish a trigger; returns the execution id once the server has stored it.
+
+        ``subject`` is one of the workflow's declared trigger subjects (default: its own
+        ``_start`` subject); the execution id travels in the ``Nano-Execution`` header.
+        """
+        return (await self.trigger(workflow, payload, execution=execution, subject=subject))[0]
+
+    async def trigger(
+        self,
+        workflow: str,
+        payload: Any,
+        *,
+        execution: str | None = None,
+        subject: str | None = None,
+    ) -> tuple[str, bool]:
+        """As :meth:`start`; also whether the server had this execution's trigger already
+        (a duplicate within the stream's de-duplication window: this payload was dropped)."""
         execution = execution or subjects.new_execution_id()
         if not subjects.is_valid_token(execution):
             raise NanoError(f"invalid execution id {execution!r}")
@@ -104,8 +124,8 @@ class Client:
                 "reference, e.g. a URL or an object store key)"
             )
         try:
-            await self.js.publish(
-                subjects.start_subject(workflow, execution),
+            ack = await self.js.publish(
+                subject or subjects.start_subject(workflow, execution),
                 data,
                 headers={EXECUTION: execution, MSG_ID: f"{execution}:_start"},
             )
@@ -116,14 +136,20 @@ class Client:
                     "(run `nano up`, or check the name)"
                 ) from None
             raise
-        return execution
+        return execution, bool(ack.duplicate)
 
     async def cancel(self, workflow: str, execution: str) -> None:
         """Cancel an execution: hosts drop its pending steps and record it as Cancelled."""
         await cancel_execution(self.js, workflow, execution)
 
     async def run(
-        self, workflow: str, payload: Any, *, timeout: float = 30.0, execution: str | None = None
+        self,
+        workflow: str,
+        payload: Any,
+        *,
+        timeout: float = 30.0,
+        execution: str | None = None,
+        subject: str | None = None,
     ) -> Outcome:
         """Start an execution and wait for its result or dead letter.
 
@@ -139,13 +165,18 @@ class Client:
             if given:
                 stored = await self._stored(workflow, execution)
                 if stored is not None:
-                    return stored
+                    return replace(stored, earlier=True)
+            duplicate, acked = False, True
             try:
-                await self.start(workflow, payload, execution=execution)
+                _, duplicate = await self.trigger(
+                    workflow, payload, execution=execution, subject=subject
+                )
             except TimeoutError:  # no PubAck: stored or not, the server did not say
+                acked = False
                 if self.nc.is_connected and not await self._trigger_stored(workflow, execution):
                     raise NoOutcome(execution, f"{NOT_STORED} (no acknowledgement)") from None
-            return await self._await(workflow, execution, waiter, timeout)
+            outcome = await self._await(workflow, execution, waiter, timeout, acked=acked)
+            return replace(outcome, earlier=duplicate)
         finally:
             await waiter.close()
 
@@ -161,7 +192,7 @@ class Client:
             await waiter.close()
 
     async def _await(
-        self, workflow: str, execution: str, waiter: _Waiter, timeout: float
+        self, workflow: str, execution: str, waiter: _Waiter, timeout: float, *, acked: bool = False
     ) -> Outcome:
         """The live outcome, or the stored one (looked up every second while connected)."""
         loop = asyncio.get_running_loop()
@@ -174,12 +205,14 @@ class Client:
                     stored = await asyncio.wait_for(self._stored(workflow, execution), _POLL)
                     if stored is not None:
                         return stored
-        raise NoOutcome(execution, await self._why(workflow, execution))
+        raise NoOutcome(execution, await self._why(workflow, execution, acked))
 
-    async def _why(self, workflow: str, execution: str) -> str:
-        """What is known of an execution without an outcome."""
+    async def _why(self, workflow: str, execution: str, acked: bool) -> str:
+        """What is known of an execution without an outcome (``acked``: its trigger was)."""
         if not self.nc.is_connected:
             return LOST
+        if acked:
+            return NO_RESULT
         try:
             stored = await asyncio.wait_for(self._trigger_stored(workflow, execution), 5)
         except Exception as exc:

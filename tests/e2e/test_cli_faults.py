@@ -299,3 +299,58 @@ def test_publish_wait_says_the_trigger_is_stored_without_result(
     assert "the trigger is stored, but there is no result yet" in flat(result.stderr), describe(
         result
     )
+
+
+# --- 7. a declared trigger subject gets an execution id and honours --wait -----------------
+
+
+def test_publish_to_a_trigger_subject_starts_an_execution(folder: Path) -> None:
+    text = HELLO.read_text().replace("name: hello\n", "name: hi\ntrigger: {subjects: [people.*]}\n")
+    (folder / "workflows" / "hello.yaml").write_text(text)
+    up = Background(["up", "--port", "0"], cwd=folder)
+    try:
+        up.wait_for_line("ready:")
+        waited = nano(
+            "publish", "people.new", '{"name": "Ada"}', "--wait", "--timeout", "20", cwd=folder
+        )
+        assert waited.returncode == 0, describe(waited) + up.output()
+        assert json.loads(waited.stdout) == {"message": "Hello, Ada!", "length": 3}
+        started = nano(
+            "publish", "people.new", '{"name": "Bob"}', "--execution", "bob1", cwd=folder
+        )
+        assert started.returncode == 0, describe(started)
+        assert started.stdout.strip() == "execution bob1", describe(started)
+        again = nano(
+            "publish", "hi", '{"name": "Zed"}', "--wait", "--execution", "bob1", cwd=folder
+        )
+        assert json.loads(again.stdout) == {"message": "Hello, Bob!", "length": 3}, describe(again)
+    finally:
+        up.close()
+
+
+# --- 9. a reused execution id says so; a non-positive timeout is refused -------------------
+
+
+def test_a_reused_execution_id_says_its_payload_was_not_used(folder: Path, up: Background) -> None:
+    first = nano(
+        "publish", "hello", '{"name": "Ada"}', "--wait", "--execution", "fixed1", cwd=folder
+    )
+    assert first.returncode == 0, describe(first) + up.output()
+    assert "started before" not in first.stderr, describe(first)
+    second = nano(
+        "publish", "hello", '{"name": "Bob"}', "--wait", "--execution", "fixed1", cwd=folder
+    )
+    assert second.returncode == 0, describe(second)
+    assert json.loads(second.stdout)["message"] == "Hello, Ada!", describe(second)
+    assert "execution fixed1 was started before" in flat(second.stderr), describe(second)
+    assert "payload given now was not used" in flat(second.stderr), describe(second)
+    for _ in range(2):
+        plain = nano("publish", "hello", '{"name": "Cy"}', "--execution", "fixed2", cwd=folder)
+        assert plain.returncode == 0, describe(plain)
+    assert "execution fixed2 was started before" in flat(plain.stderr), describe(plain)
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0"])
+def test_a_non_positive_timeout_is_refused(folder: Path, timeout: str) -> None:
+    result = nano("publish", "hello", "{}", "--wait", "--timeout", timeout, cwd=folder)
+    one_line_error(result, "--timeout must be a positive number of seconds")
