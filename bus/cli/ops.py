@@ -13,8 +13,10 @@ from nanoservice.errors import NanoError
 from nanoservice.nats.connect import connect, resolve_url
 from nanoservice.nats.provision import load_tables
 from nanoservice.runtime.cancel import cancel_execution
+from nanoservice.runtime.client import Client
 from nanoservice.subjects import execution_filter, is_valid_token
 from nanoservice.workflow.graph import to_mermaid
+from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["cancel_command", "graph_command"]
 
@@ -31,7 +33,7 @@ def cancel_command(
     execution: Annotated[str, typer.Argument(help="Execution id.")],
     workflow: Annotated[
         str | None,
-        typer.Option("--workflow", "-w", help="Its workflow (default: found from the id)."),
+        typer.Option("--workflow", help="Its workflow (default: found from the id)."),
     ] = None,
     nats_url: NatsUrl = None,
 ) -> None:
@@ -50,20 +52,40 @@ async def _cancel(url: str, workflow: str | None, execution: str) -> str:
         raise NanoError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
     try:
         js = nc.jetstream()
+        tables = await load_tables(js)
         if workflow is None:
-            workflow = await _workflow_of(js, execution)
+            workflow = await _workflow_of(js, tables, execution)
+        elif workflow not in tables:
+            known = ", ".join(sorted(tables)) or "none"
+            raise NanoError(f"no workflow '{workflow}' on this server (workflows: {known})")
+        elif not await _has_execution(js, tables[workflow], execution):
+            raise NanoError(f"workflow '{workflow}' has no execution {execution!r}")
+        outcome = await Client(nc).stored(workflow, execution)
+        if outcome is not None:
+            how = "succeeded" if outcome.ok else f"failed at step '{outcome.step}'"
+            if not outcome.ok and (outcome.error or {}).get("type") == "Cancelled":
+                how = "was cancelled"
+            raise NanoError(
+                f"execution {execution} of {workflow} already finished ({how}); nothing to cancel"
+            )
         await cancel_execution(js, workflow, execution)
         return workflow
     finally:
         await nc.close()
 
 
-async def _workflow_of(js: JetStreamContext, execution: str) -> str:
+async def _has_execution(js: JetStreamContext, table: RoutingTable, execution: str) -> bool:
+    info = await js.stream_info(
+        table.stream.name, subjects_filter=execution_filter(table.workflow, execution)
+    )
+    return bool(info.state.subjects)
+
+
+async def _workflow_of(
+    js: JetStreamContext, tables: dict[str, RoutingTable], execution: str
+) -> str:
     """The workflow whose stream has messages of this execution."""
-    for name, table in (await load_tables(js)).items():
-        info = await js.stream_info(
-            table.stream.name, subjects_filter=execution_filter(name, execution)
-        )
-        if info.state.subjects:
+    for name, table in tables.items():
+        if await _has_execution(js, table, execution):
             return name
     raise NanoError(f"no workflow has an execution {execution!r} (give --workflow)")

@@ -163,7 +163,7 @@ class Client:
         waiter = await self._watch(workflow, execution)
         try:
             if given:
-                stored = await self._stored(workflow, execution)
+                stored = await self.stored(workflow, execution)
                 if stored is not None:
                     return replace(stored, earlier=True)
             duplicate, acked = False, True
@@ -184,7 +184,7 @@ class Client:
         """Wait for the outcome of an execution that may already have finished."""
         waiter = await self._watch(workflow, execution)
         try:
-            stored = await self._stored(workflow, execution)
+            stored = await self.stored(workflow, execution)
             if stored is not None:
                 return stored
             return await self._await(workflow, execution, waiter, timeout)
@@ -202,7 +202,7 @@ class Client:
                 return await asyncio.wait_for(asyncio.shield(waiter.outcome), min(left, _POLL))
             if self.nc.is_connected:
                 with contextlib.suppress(Exception):
-                    stored = await asyncio.wait_for(self._stored(workflow, execution), _POLL)
+                    stored = await asyncio.wait_for(self.stored(workflow, execution), _POLL)
                     if stored is not None:
                         return stored
         raise NoOutcome(execution, await self._why(workflow, execution, acked))
@@ -228,7 +228,8 @@ class Client:
             return False
         return True
 
-    async def _stored(self, workflow: str, execution: str) -> Outcome | None:
+    async def stored(self, workflow: str, execution: str) -> Outcome | None:
+        """The stored outcome of an execution (its `_done` or `_dlq` message), if any."""
         stream = subjects.stream_name(workflow)
         for subject in (
             subjects.done_subject(workflow, execution),

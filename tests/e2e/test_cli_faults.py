@@ -354,3 +354,25 @@ def test_a_reused_execution_id_says_its_payload_was_not_used(folder: Path, up: B
 def test_a_non_positive_timeout_is_refused(folder: Path, timeout: str) -> None:
     result = nano("publish", "hello", "{}", "--wait", "--timeout", timeout, cwd=folder)
     one_line_error(result, "--timeout must be a positive number of seconds")
+
+
+# --- 8. cancel says when there is nothing to cancel; -w means --wait only ------------------
+
+
+def test_cancel_of_an_unknown_workflow_or_a_finished_execution_says_so(
+    folder: Path, up: Background
+) -> None:
+    result = nano("cancel", "abc", "--workflow", "nosuch", cwd=folder)
+    one_line_error(result, "no workflow 'nosuch' on this server", "hello")
+    result = nano("cancel", "abc", "--workflow", "hello", cwd=folder)
+    one_line_error(result, "workflow 'hello' has no execution 'abc'")
+    done = nano("publish", "hello", '{"name": "Ada"}', "--wait", "--execution", "done1", cwd=folder)
+    assert done.returncode == 0, describe(done) + up.output()
+    for extra in ([], ["--workflow", "hello"]):
+        result = nano("cancel", "done1", *extra, cwd=folder)
+        one_line_error(result, "execution done1 of hello already finished (succeeded)")
+
+
+def test_short_w_is_wait_and_nothing_else(folder: Path) -> None:
+    result = nano("cancel", "abc", "-w", "hello", cwd=folder)
+    assert result.returncode == 2 and "No such option: -w" in result.stderr, describe(result)
