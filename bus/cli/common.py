@@ -6,11 +6,13 @@ import asyncio
 import logging
 import os
 import sys
+import typing
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from nats.errors import Error as NatsError
 from rich.console import Console
 
@@ -60,6 +62,21 @@ NatsUrl = Annotated[
         "uses, else nats://127.0.0.1:4222).",
     ),
 ]
+
+
+def _display_type(param: Any, ctx: Any) -> str:
+    """The value column of ``--help``: nothing for a flag, ``<path>...`` for a list."""
+    if getattr(param, "is_flag", False):
+        return ""
+    if param.type_descriptor.is_list:
+        (item,) = typing.get_args(param.type_descriptor.annotation)
+        return f"<{getattr(item, '__name__', str(item)).lower()}>..."
+    return str(_typer_display_type(param, ctx))
+
+
+# typer prints `<bool>` for every flag (--help included) and `<list[Path]>` for lists.
+_typer_display_type = typer.core._TyperParameter.display_type
+typer.core._TyperParameter.display_type = _display_type  # type: ignore[assignment]
 
 
 def setup_logging(level: str = "info") -> None:

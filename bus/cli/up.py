@@ -14,7 +14,7 @@ from typing import IO, Annotated
 import typer
 from nats.aio.client import Client as NATS
 
-from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
+from nanoservice.cli.common import Files, NatsUrl, NodesDir, console, die, run, setup_logging
 from nanoservice.errors import NanoError
 from nanoservice.nats.connect import STATE_FILE, connect, resolve_url, wait_closed
 from nanoservice.nats.local_cluster import LocalCluster
@@ -65,7 +65,7 @@ def up_command(
         int | None,
         typer.Option(
             help="Client port of the local server; an explicit port that is taken is an "
-            "error, 0 picks any free one. [default: 4222, or a free one if 4222 is taken]",
+            "error, 0 picks any free one (default: 4222, or a free port if 4222 is taken).",
             show_default=False,
         ),
     ] = None,
@@ -294,14 +294,15 @@ def host_command(
         typer.Option("--steps", help="Run only these: `workflow` or `workflow.step` (repeatable)."),
     ] = None,
     files: Files = None,
-    nats_url: Annotated[str | None, typer.Option("--nats-url", "-s", envvar="NATS_URL")] = None,
+    nats_url: NatsUrl = None,
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
     reconnect_attempts: Reconnects = -1,
 ) -> None:
     """Run step consumers against an existing NATS (one process of nano/micro mode).
 
-    Routing tables come from the server (stored by `nano up`/`nano deploy`), or from files.
+    Routing tables come from the server (stored there by `nano up` or by `nano host` given
+    files), or from the workflow files given.
     """
     setup_logging(log_level)
     try:

@@ -376,3 +376,31 @@ def test_cancel_of_an_unknown_workflow_or_a_finished_execution_says_so(
 def test_short_w_is_wait_and_nothing_else(folder: Path) -> None:
     result = nano("cancel", "abc", "-w", "hello", cwd=folder)
     assert result.returncode == 2 and "No such option: -w" in result.stderr, describe(result)
+
+
+# --- 10. help texts ----------------------------------------------------------------------
+
+COMMANDS = ["up", "host", "publish", "validate", "compile", "graph", "cancel"]
+
+
+def test_every_option_and_argument_has_a_description() -> None:
+    import typer.main
+
+    from nanoservice.cli import app
+
+    group = typer.main.get_command(app)
+    missing = [
+        f"nano {name} {param.name}"
+        for name, command in group.commands.items()  # type: ignore[attr-defined]
+        for param in command.params
+        if not (getattr(param, "help", None) or "").strip()
+    ]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_no_python_types_nor_missing_commands(tmp_path: Path, command: str) -> None:
+    result = nano(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, describe(result)
+    for wrong in ("<bool>", "list[", "nano deploy"):
+        assert wrong not in result.stdout, describe(result)
