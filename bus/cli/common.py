@@ -23,8 +23,10 @@ from nanoservice.workflow.table import RoutingTable
 __all__ = [
     "TOKEN_RULE",
     "Files",
+    "Grace",
     "NatsUrl",
     "NodesDir",
+    "Reconnects",
     "compile_one",
     "console",
     "die",
@@ -50,6 +52,23 @@ Files = Annotated[
 NodesDir = Annotated[
     list[Path] | None,
     typer.Option("--nodes", help="Local node folders (default: ./nodes)."),
+]
+
+Grace = Annotated[
+    float,
+    typer.Option(
+        "--grace",
+        help="Seconds Ctrl-C (or SIGTERM) lets in-flight messages settle before stopping; "
+        "a second Ctrl-C stops at once (unsettled messages are redelivered).",
+    ),
+]
+Reconnects = Annotated[
+    int,
+    typer.Option(
+        "--reconnect-attempts",
+        help="Give up after this many failed reconnects to a server and exit 1, so a "
+        "supervisor can restart the process (-1: keep trying forever).",
+    ),
 ]
 
 NatsUrl = Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import math
 import os
 import signal
 import socket
@@ -14,7 +15,17 @@ from typing import IO, Annotated
 import typer
 from nats.aio.client import Client as NATS
 
-from nanoservice.cli.common import Files, NatsUrl, NodesDir, console, die, run, setup_logging
+from nanoservice.cli.common import (
+    Files,
+    Grace,
+    NatsUrl,
+    NodesDir,
+    Reconnects,
+    console,
+    die,
+    run,
+    setup_logging,
+)
 from nanoservice.errors import NanoError
 from nanoservice.nats.connect import STATE_FILE, connect, resolve_url, wait_closed
 from nanoservice.nats.local_cluster import LocalCluster
@@ -37,14 +48,6 @@ __all__ = ["host_command", "up_command"]
 
 DEFAULT_PORT = 4222
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
-Reconnects = Annotated[
-    int,
-    typer.Option(
-        "--reconnect-attempts",
-        help="Give up after this many failed reconnects to a server and exit 1, so a "
-        "supervisor can restart the process (-1: keep trying forever).",
-    ),
-]
 
 
 def up_command(
@@ -83,6 +86,7 @@ def up_command(
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
     reconnect_attempts: Reconnects = -1,
+    grace: Grace = 10.0,
 ) -> None:
     """Start a local NATS (JetStream on), provision the workflows and run them."""
     setup_logging(log_level)
@@ -105,7 +109,17 @@ def up_command(
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(nats_url + "\n")
     try:
-        run(_serve(nats_url, tables, registry, server, reconnect_attempts, moved=port is None))
+        run(
+            _serve(
+                nats_url,
+                tables,
+                registry,
+                server,
+                reconnect_attempts,
+                moved=port is None,
+                grace=grace,
+            )
+        )
     finally:
         if server is not None:
             console.print("stopping NATS")
@@ -197,6 +211,7 @@ async def _serve(
     reconnect_attempts: int = -1,
     *,
     moved: bool = False,
+    grace: float = 10.0,
 ) -> None:
     nc = await _connect(url, "nano up", reconnect_attempts)
     js = nc.jetstream()
@@ -212,7 +227,8 @@ async def _serve(
                 f"  [yellow]consumers of removed steps left in place:[/yellow] "
                 f"{', '.join(done.stale_consumers)}"
             )
-    await _run_host(nc, tables, registry, None, banner=_banner(url, tables, server, moved=moved))
+    banner = _banner(url, tables, server, moved=moved)
+    await _run_host(nc, tables, registry, None, banner=banner, grace=grace)
 
 
 async def _connect(url: str, name: str, reconnect_attempts: int = -1) -> NATS:
@@ -244,7 +260,13 @@ def _banner(
 
 
 async def _run_host(
-    nc: NATS, tables: list[RoutingTable], registry: Registry, only: list[str] | None, *, banner: str
+    nc: NATS,
+    tables: list[RoutingTable],
+    registry: Registry,
+    only: list[str] | None,
+    *,
+    banner: str,
+    grace: float = 10.0,
 ) -> None:
     transport = NatsTransport(nc)
     await transport.start()
@@ -254,26 +276,78 @@ async def _run_host(
     host = Host(transport, registry, chosen, nc=nc)
     await host.start()
     freeze_startup_heap()
-    stop = asyncio.Event()
+    stop, now = asyncio.Event(), asyncio.Event()  # the first signal drains, a second stops
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda: (now if stop.is_set() else stop).set())
     console.print(banner)
     console.print(
         f"[green]ready[/green]: {len(chosen)} step consumers running; Ctrl-C to stop",
         soft_wrap=True,
     )
     lost = await _until_stopped_or_closed(nc, stop)
+    unsettled = 0
     try:
         if lost is None:
-            console.print("draining in-flight messages")
+            unsettled = await _drain(host, grace, now)
+        else:  # nothing can settle any more
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(host.stop(1.0), 2.0)
     finally:
-        await host.stop()
-        await transport.close()
-        if not nc.is_closed:
-            await nc.drain()
+        if unsettled:  # its tasks are cancelled: close what is left, quietly and bounded
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(transport.close(), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 5)
+        else:
+            await transport.close()
+            if not nc.is_closed:
+                await nc.drain()
     if lost is not None:
         raise NanoError(f"connection to NATS closed for good ({lost}); exiting")
+    if unsettled:
+        raise NanoError(
+            f"stopped with {unsettled} message(s) in flight; NATS redelivers them after "
+            "their ack wait"
+        )
+
+
+def _in_flight(host: Host) -> int:
+    return sum(len(getattr(runner, "inflight", ())) for runner in host.runners)
+
+
+async def _drain(host: Host, grace: float, now: asyncio.Event) -> int:
+    """Stop the host, letting in-flight messages settle for up to ``grace`` seconds (a
+    countdown each second) or until ``now`` is set; how many were left unsettled."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    stopping = asyncio.ensure_future(host.stop(grace))
+    interrupted = asyncio.ensure_future(now.wait())
+    try:
+        while not stopping.done() and not now.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            if count := _in_flight(host):
+                console.print(
+                    f"draining: {count} message(s) in flight, stopping in {math.ceil(left)} s "
+                    "(Ctrl-C again: stop now)",
+                    soft_wrap=True,
+                )
+            await asyncio.wait((stopping, interrupted), timeout=min(1.0, left))
+    finally:
+        interrupted.cancel()
+    if stopping.done():
+        stopping.result()
+        return 0
+    count = max(_in_flight(host), 1)
+    # Stop at once: every other task (the steps in flight among them) is cancelled, so none
+    # settles half-way; their messages stay unacknowledged and come back.
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    return count
 
 
 async def _until_stopped_or_closed(nc: NATS, stop: asyncio.Event) -> str | None:
@@ -298,6 +372,7 @@ def host_command(
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
     reconnect_attempts: Reconnects = -1,
+    grace: Grace = 10.0,
 ) -> None:
     """Run step consumers against an existing NATS (one process of nano/micro mode).
 
@@ -310,7 +385,7 @@ def host_command(
         tables = compile_files(find_workflow_files(files), registry) if files else None
     except NanoError as exc:
         raise die(str(exc)) from None
-    run(_host(resolve_url(nats_url), tables, registry, steps, reconnect_attempts))
+    run(_host(resolve_url(nats_url), tables, registry, steps, reconnect_attempts, grace))
 
 
 async def _host(
@@ -319,6 +394,7 @@ async def _host(
     registry: Registry,
     steps: list[str] | None,
     reconnect_attempts: int = -1,
+    grace: float = 10.0,
 ) -> None:
     nc = await _connect(url, "nano host", reconnect_attempts)
     if tables is None:
@@ -328,4 +404,4 @@ async def _host(
     else:
         for table in tables:
             await provision(nc.jetstream(), table)
-    await _run_host(nc, tables, registry, steps, banner=f"NATS        {url}")
+    await _run_host(nc, tables, registry, steps, banner=f"NATS        {url}", grace=grace)

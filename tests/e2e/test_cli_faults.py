@@ -17,6 +17,7 @@ import nats
 import pytest
 
 from nanoservice.nats.local_server import LocalServer, ServerOptions
+from nanoservice.subjects import consumer_name
 from tests.e2e.processes import Background
 from tests.e2e.test_cli import HELLO, alive, children, describe, flat, nano
 
@@ -404,3 +405,62 @@ def test_help_shows_no_python_types_nor_missing_commands(tmp_path: Path, command
     assert result.returncode == 0, describe(result)
     for wrong in ("<bool>", "list[", "nano deploy"):
         assert wrong not in result.stdout, describe(result)
+
+
+# --- 11. Ctrl-C drains with a countdown and a bound; a second Ctrl-C stops at once ---------
+
+NAPPING = (
+    "name: nap\nsteps:\n  nap: {node: delay, with: {seconds: 4}, timeout: 6, next: after}\n"
+    "  after: {node: log}\n"
+)
+
+
+def _in_flight(url: str, workflow: str, step: str, timeout: float = 20.0) -> None:
+    """Wait until the step's consumer has a message delivered and not yet acknowledged."""
+
+    async def pending() -> int:
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().consumer_info(
+                f"NANO_{workflow.upper()}", consumer_name(step)
+            )
+        finally:
+            await nc.close()
+        return info.num_ack_pending or 0
+
+    deadline = time.monotonic() + timeout
+    while not asyncio.run(pending()):
+        if time.monotonic() >= deadline:
+            pytest.fail(f"no message of {workflow}.{step} in flight within {timeout:g} s")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("second_ctrl_c", [False, True], ids=["grace-runs-out", "second-ctrl-c"])
+def test_ctrl_c_with_a_step_in_flight(folder: Path, second_ctrl_c: bool) -> None:
+    (folder / "workflows" / "nap.yaml").write_text(NAPPING)
+    grace = "60" if second_ctrl_c else "1"
+    up = Background(["up", "--port", "0", "--grace", grace], cwd=folder)
+    try:
+        up.wait_for_line("ready:")
+        url = (folder / ".nano" / "url").read_text().strip()
+        started = nano("publish", "nap", "{}", "--execution", "nap1", cwd=folder)
+        assert started.returncode == 0, describe(started)
+        _in_flight(url, "nap", "nap")
+        up.proc.send_signal(signal.SIGINT)
+        line = up.wait_for_line("draining:")
+        assert "1 message(s) in flight, stopping in" in line, up.output()
+        if second_ctrl_c:
+            up.proc.send_signal(signal.SIGINT)
+        assert up.wait() == 1, up.output()  # STOP_TIMEOUT (20 s) < the 60 s grace
+        err = flat("".join(up.stderr))
+        assert "stopped with 1 message(s) in flight" in err, up.output()
+        assert "Traceback" not in err, up.output()
+    finally:
+        up.close()
+    again = Background(["up", "--port", "0"], cwd=folder)
+    try:  # nothing was lost: the message comes back and the execution finishes
+        again.wait_for_line("ready:")
+        result = nano("publish", "nap", "{}", "--wait", "--execution", "nap1", cwd=folder)
+        assert result.returncode == 0, describe(result) + again.output()
+    finally:
+        again.close()
