@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import math
 import os
 import signal
 import socket
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from nats.aio.client import Client as NATS
@@ -45,6 +46,8 @@ from nanoservice.workflow.project import compile_files, find_workflow_files, pro
 from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["host_command", "up_command"]
+
+log = logging.getLogger("nanoservice.cli.up")
 
 DEFAULT_PORT = 4222
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
@@ -278,6 +281,7 @@ async def _run_host(
     freeze_startup_heap()
     stop, now = asyncio.Event(), asyncio.Event()  # the first signal drains, a second stops
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_one_line)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: (now if stop.is_set() else stop).set())
     console.print(banner)
@@ -310,6 +314,16 @@ async def _run_host(
             f"stopped with {unsettled} message(s) in flight; NATS redelivers them after "
             "their ack wait"
         )
+
+
+def _one_line(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Background task failures as one log line (the whole context at --log-level debug)."""
+    if log.isEnabledFor(logging.DEBUG):
+        loop.default_exception_handler(context)
+        return
+    exc = context.get("exception")
+    what = f"{type(exc).__name__}: {exc}" if exc is not None else context.get("message")
+    log.warning("background task failed: %s", what)
 
 
 def _in_flight(host: Host) -> int:

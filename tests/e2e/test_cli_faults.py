@@ -464,3 +464,45 @@ def test_ctrl_c_with_a_step_in_flight(folder: Path, second_ctrl_c: bool) -> None
         assert result.returncode == 0, describe(result) + again.output()
     finally:
         again.close()
+
+
+BIG_NODE = """\
+from nanoservice import Context, node
+
+
+@node("big")
+async def big(ctx: Context, data: dict) -> dict:
+    return {"s": "x" * int(data["n"])}
+"""
+
+
+def test_host_exits_1_when_the_server_closes_its_connection(tmp_path: Path) -> None:
+    # A frame over max_payload makes the server close the connection, and nats-py does not
+    # reconnect: some output size lands its frame (headers included) just over the limit.
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "big.yaml").write_text("name: big\nsteps:\n  make: {node: big}\n")
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "nodes" / "big.py").write_text(BIG_NODE)
+    limit = 4096
+    with LocalServer(ServerOptions(store_dir=tmp_path / "server", max_payload=limit)) as small:
+        host = Background(["host", "workflows", "--nats-url", small.url], cwd=tmp_path)
+        try:
+            host.wait_for_line("ready:")
+
+            async def trigger() -> None:
+                nc = await nats.connect(small.url)
+                try:
+                    js = nc.jetstream()
+                    for n in range(limit - 600, limit, 8):
+                        await js.publish(f"nano.big._start.e{n}", json.dumps({"n": n}).encode())
+                finally:
+                    await nc.close()
+
+            asyncio.run(trigger())
+            code = host.wait()
+            assert code == 1, host.output()
+            err = flat("".join(host.stderr))
+            assert "connection to NATS closed for good" in err, host.output()
+            assert "Traceback" not in err, host.output()
+        finally:
+            host.close()
