@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import typing
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 
@@ -19,9 +21,12 @@ if TYPE_CHECKING:
     from nanoservice.workflow.table import RoutingTable
 
 __all__ = [
+    "TOKEN_RULE",
     "Files",
+    "Grace",
     "NatsUrl",
     "NodesDir",
+    "Reconnects",
     "compile_one",
     "console",
     "die",
@@ -32,6 +37,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+TOKEN_RULE = "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+"""What :data:`nanoservice.subjects.TOKEN` allows, in words."""
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -46,16 +54,48 @@ NodesDir = Annotated[
     typer.Option("--nodes", help="Local node folders (default: ./nodes)."),
 ]
 
+Grace = Annotated[
+    float,
+    typer.Option(
+        "--grace",
+        help="Seconds Ctrl-C (or SIGTERM) lets in-flight messages settle before stopping; "
+        "a second Ctrl-C stops at once (unsettled messages are redelivered).",
+    ),
+]
+Reconnects = Annotated[
+    int,
+    typer.Option(
+        "--reconnect-attempts",
+        help="Give up after this many failed reconnects to a server and exit 1, so a "
+        "supervisor can restart the process (-1: keep trying forever).",
+    ),
+]
+
 NatsUrl = Annotated[
     str | None,
     typer.Option(
         "--nats-url",
         "-s",
         envvar="NATS_URL",
-        help="NATS server URL(s), comma-separated (default: the one `nano up` "
-        "started here, else nats://127.0.0.1:4222).",
+        help="NATS server URL(s), comma-separated (default: the one `nano up` in this folder "
+        "uses, else nats://127.0.0.1:4222).",
     ),
 ]
+
+
+def _display_type(param: Any, ctx: Any) -> str:
+    """The value column of ``--help``: nothing for a flag, ``<path>...`` for a list."""
+    if getattr(param, "is_flag", False):
+        return ""
+    if param.type_descriptor.is_list:
+        (item,) = typing.get_args(param.type_descriptor.annotation)
+        return f"<{getattr(item, '__name__', str(item)).lower()}>..."
+    return str(_typer_display_type(param, ctx))
+
+
+# typer prints `<bool>` for every flag (--help included) and `<list[Path]>` for lists.
+_typer_display_type = typer.core._TyperParameter.display_type
+typer.core._TyperParameter.display_type = _display_type  # type: ignore[assignment]
 
 
 def setup_logging(level: str = "info") -> None:
@@ -96,6 +136,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop where available; framework errors become clean exits."""
     import asyncio
 
+    from nats.errors import Error as NatsError
+
     if os.environ.get("PYTHONASYNCIODEBUG"):
         err_console.print(
             "[yellow]warning:[/yellow] PYTHONASYNCIODEBUG is set: asyncio debug "
@@ -111,6 +153,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise problems(exc) from None
     except NanoError as exc:
         raise die(str(exc)) from None
+    except NatsError as exc:  # a safety net: commands turn the ones they expect into words
+        raise die(f"NATS: {str(exc).removeprefix('nats: ') or type(exc).__name__}") from None
     except (ConnectionRefusedError, OSError, TimeoutError) as exc:
         if "connect" in str(exc).lower() or isinstance(exc, ConnectionRefusedError | TimeoutError):
             raise die(f"cannot reach NATS: {exc or type(exc).__name__}") from None

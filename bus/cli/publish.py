@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nanoservice.cli.common import NatsUrl, console, die, err_console, run
+from nanoservice.cli.common import TOKEN_RULE, NatsUrl, console, die, err_console, run
 from nanoservice.errors import NanoError
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+    from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["publish_command"]
 
@@ -29,6 +34,7 @@ def publish_command(
 ) -> None:
     """Start an execution of a workflow with a JSON payload."""
     from nanoservice.nats.connect import resolve_url
+    from nanoservice.subjects import is_valid_token
 
     source = "payload"
     try:
@@ -42,6 +48,10 @@ def publish_command(
         data = json.loads(payload)
     except json.JSONDecodeError as exc:
         raise die(f"{source} is not valid JSON: {exc}") from None
+    if timeout <= 0:
+        raise die(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    if execution is not None and not is_valid_token(execution):
+        raise die(f"invalid execution id {execution!r}: {TOKEN_RULE}")
     code = run(_publish(resolve_url(nats_url), target, data, wait, timeout, execution))
     raise typer.Exit(code)
 
@@ -53,24 +63,35 @@ async def _publish(
 
     from nanoservice.nats.connect import connect
     from nanoservice.nats.provision import load_tables
-    from nanoservice.runtime.client import Client
+    from nanoservice.runtime.client import NO_RESULT, NOT_STORED, Client, NoOutcome
 
     try:
-        nc = await connect(url, name="nano publish", reconnect=False)
+        # Waiting rides out a server restart; a plain publish fails at once.
+        nc = await connect(url, name="nano publish", reconnect=wait)
     except Exception as exc:
         raise NanoError(
             f"cannot reach NATS at {url}: {exc or type(exc).__name__} (is `nano up` running?)"
         ) from None
     try:
-        if "." in target:
-            ack = await nc.jetstream().publish(target, json.dumps(data).encode())
-            console.print(f"stored in {ack.stream} at seq {ack.seq}")
-            return 0
         tables = await load_tables(nc.jetstream())
-        table = tables.get(target)
+        subject: str | None = None
+        table: RoutingTable | None
+        if "." in target:
+            found = _triggered_by(tables, target)
+            if found is None:
+                if wait or execution:
+                    raise NanoError(
+                        f"'{target}' is no workflow's trigger subject, so there is no "
+                        "execution to --wait for or to name with --execution"
+                    )
+                return await _publish_plain(nc, target, data)
+            table, subject = found, target
+        else:
+            table = tables.get(target)
         if table is None:
             known = ", ".join(sorted(tables)) or "none"
             raise NanoError(f"no workflow '{target}' on this server (workflows: {known})")
+        workflow = table.workflow
         if table.input_schema is not None:
             error = jsonschema.exceptions.best_match(
                 jsonschema.Draft202012Validator(table.input_schema).iter_errors(data)
@@ -78,22 +99,36 @@ async def _publish(
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "payload"
                 raise NanoError(
-                    f"payload does not match the input schema of '{target}' at "
+                    f"payload does not match the input schema of '{workflow}' at "
                     f"{where}: {error.message}"
                 )
         client = Client(nc)
         if not wait:
-            started = await client.start(target, data, execution=execution)
+            started, duplicate = await client.trigger(
+                workflow, data, execution=execution, subject=subject
+            )
+            if duplicate:
+                _note_earlier(started)
             console.print(f"execution {started}")
             return 0
         try:
-            outcome = await client.run(target, data, timeout=timeout, execution=execution)
-        except TimeoutError:
+            outcome = await client.run(
+                workflow, data, timeout=timeout, execution=execution, subject=subject
+            )
+        except NoOutcome as exc:
+            hint = {
+                NO_RESULT: "are hosts running its steps?",
+                NOT_STORED: "publish again",
+            }.get(exc.reason, "it may still finish")
             err_console.print(
-                f"[yellow]no result within {timeout:g} s[/yellow] "
-                "(the execution may still finish; are workers running?)"
+                f"[yellow]no result of execution {exc.execution} within {timeout:g} s[/yellow]: "
+                f"{exc.reason} ({hint}; `nano publish {target} --wait --execution "
+                f"{exc.execution}` looks again)",
+                soft_wrap=True,
             )
             return 3
+        if outcome.earlier:
+            _note_earlier(outcome.execution)
         if outcome.ok:
             print(json.dumps(outcome.output, indent=2))
             return 0
@@ -107,3 +142,45 @@ async def _publish(
         return 1
     finally:
         await nc.close()
+
+
+def _note_earlier(execution: str) -> None:
+    err_console.print(
+        f"[yellow]note:[/yellow] execution {execution} was started before; the server "
+        "de-duplicated this trigger, so the payload given now was not used",
+        soft_wrap=True,
+    )
+
+
+async def _publish_plain(nc: NATS, subject: str, data: Any) -> int:
+    """Publish to a subject that triggers no workflow: report where it was stored."""
+    from nats.js.errors import NoStreamResponseError
+
+    try:
+        ack = await nc.jetstream().publish(subject, json.dumps(data).encode())
+    except NoStreamResponseError:
+        raise NanoError(
+            f"no stream on this server stores subject '{subject}' (give a workflow "
+            "name, or a trigger subject `nano up` printed)"
+        ) from None
+    console.print(f"stored in {ack.stream} at seq {ack.seq}")
+    return 0
+
+
+def _triggered_by(tables: dict[str, RoutingTable], subject: str) -> RoutingTable | None:
+    """The workflow one of whose declared trigger subjects matches ``subject``."""
+    for table in tables.values():
+        if any(_matches(pattern, subject) for pattern in table.triggers):
+            return table
+    return None
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """Whether a NATS subject matches a subject pattern (``*`` one token, ``>`` the rest)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)

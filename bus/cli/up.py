@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import contextlib
-import signal
+import fcntl
+import logging
+import os
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nanoservice.cli.common import Files, NodesDir, console, die, run, setup_logging
+from nanoservice.cli.common import (
+    Files,
+    Grace,
+    NatsUrl,
+    NodesDir,
+    Reconnects,
+    console,
+    die,
+    run,
+    setup_logging,
+)
 from nanoservice.errors import NanoError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
     from nanoservice.nats.local_cluster import LocalCluster
-    from nanoservice.nats.local_server import LocalServer
+    from nanoservice.nats.local_server import (
+        LocalServer,
+    )
     from nanoservice.sdk.registry import Registry
     from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["host_command", "up_command"]
 
+log = logging.getLogger("nanoservice.cli.up")
+
+DEFAULT_PORT = 4222
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
 
 
@@ -42,8 +59,13 @@ def up_command(
         bool, typer.Option(help="Start a 3-node cluster instead of one server.")
     ] = False,
     port: Annotated[
-        int, typer.Option(help="Client port of the local server (0: any free; taken: any free).")
-    ] = 4222,
+        int | None,
+        typer.Option(
+            help="Client port of the local server; an explicit port that is taken is an "
+            "error, 0 picks any free one (default: 4222, or a free port if 4222 is taken).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: Annotated[Path, typer.Option(help="Where the local server keeps its data.")] = Path(
         ".nano"
     ),
@@ -57,9 +79,12 @@ def up_command(
     ] = None,
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
+    reconnect_attempts: Reconnects = -1,
+    grace: Grace = 10.0,
 ) -> None:
     """Start a local NATS (JetStream on), provision the workflows and run them."""
     from nanoservice.nats.connect import STATE_FILE
+    from nanoservice.nats.local_server import NatsServerError, NatsServerNotFound
     from nanoservice.workflow.project import find_workflow_files, project_registry
 
     setup_logging(log_level)
@@ -69,21 +94,62 @@ def up_command(
     except NanoError as exc:
         raise die(str(exc)) from None
     tables = run(_compile(paths, registry))
+    lock = _lock_folder(data_dir)
     server: LocalServer | LocalCluster | None = None
     if not nats_url:
-        server = _start_local(data_dir, cluster=cluster, port=port, sync_interval=sync_interval)
+        try:
+            server = _start_local(data_dir, cluster=cluster, port=port, sync_interval=sync_interval)
+        except (NatsServerError, NatsServerNotFound) as exc:
+            lock.close()
+            raise die(str(exc).splitlines()[0]) from None
         nats_url = server.url
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(nats_url + "\n")
+    # Remembered for `nano publish`/`cancel`/`host` in this folder, whoever runs the server.
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(nats_url + "\n")
     try:
-        run(_serve(nats_url, tables, registry, server, [Path(f) for f in files or []]))
+        run(
+            _serve(
+                nats_url,
+                tables,
+                registry,
+                server,
+                reconnect_attempts,
+                moved=port is None,
+                grace=grace,
+                targets=[Path(f) for f in files or []],
+            )
+        )
     finally:
         if server is not None:
             console.print("stopping NATS")
             server.stop()
-            with contextlib.suppress(OSError):
-                STATE_FILE.unlink()
+        with contextlib.suppress(OSError):
+            STATE_FILE.unlink()
+        lock.close()
     console.print("[green]stopped[/green]")
+
+
+def _lock_folder(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on ``data_dir`` for this process's life (the OS drops it on
+    any exit, SIGKILL included), or exit naming the `nano up` that holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "up.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise die(
+            f"another `nano up` (pid {holder}) is running with {data_dir}; stop it first "
+            "or pass another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 async def _compile(paths: list[Path], registry: Registry) -> list[RoutingTable]:
@@ -93,26 +159,45 @@ async def _compile(paths: list[Path], registry: Registry) -> list[RoutingTable]:
 
 
 def _start_local(
-    data_dir: Path, *, cluster: bool, port: int, sync_interval: str | None
+    data_dir: Path, *, cluster: bool, port: int | None, sync_interval: str | None
 ) -> LocalServer | LocalCluster:
     from nanoservice.nats.local_cluster import LocalCluster
     from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
 
     if cluster:
-        local_cluster = LocalCluster(data_dir / "cluster", sync_interval=sync_interval)
+        local_cluster = LocalCluster(
+            data_dir / "cluster", sync_interval=sync_interval, die_with_parent=True
+        )
+        for node in local_cluster.servers:
+            _stop_orphan(node.options.store_dir)
         console.print(f"starting a 3-node NATS cluster (data in {data_dir / 'cluster'})")
         local_cluster.start()
         return local_cluster
-    if port == 0 or not _port_free(port):
+    if port is None:
+        port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port()
+    elif port == 0:
         port = free_port()
+    elif not _port_free(port):
+        raise die(f"port {port} is taken (pass another --port, or --port 0 for any free one)")
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
+    _stop_orphan(store.resolve())
     server = LocalServer(
-        ServerOptions(store_dir=store.resolve(), port=port, sync_interval=sync_interval)
+        ServerOptions(
+            store_dir=store.resolve(), port=port, sync_interval=sync_interval, die_with_parent=True
+        )
     )
     console.print(f"starting nats-server (data in {store})")
     server.start()
     return server
+
+
+def _stop_orphan(store: Path) -> None:
+    from nanoservice.nats.local_server import stop_orphan
+
+    pid = stop_orphan(store)
+    if pid is not None:
+        console.print(f"stopped nats-server pid {pid}, left running on {store} by an earlier run")
 
 
 def _port_free(port: int) -> bool:
@@ -129,13 +214,18 @@ async def _serve(
     tables: list[RoutingTable],
     registry: Registry,
     server: LocalServer | LocalCluster | None,
-    targets: list[Path],
+    reconnect_attempts: int = -1,
+    *,
+    moved: bool = False,
+    grace: float = 10.0,
+    targets: list[Path] | None = None,
 ) -> None:
+    from nanoservice.cli.hosting import run_host
     from nanoservice.cli.reload import follow_files
     from nanoservice.nats.local_cluster import LocalCluster
     from nanoservice.nats.provision import provision
 
-    nc = await _connect(url, "nano up")
+    nc = await _connect(url, "nano up", reconnect_attempts)
     js = nc.jetstream()
     replicas = 3 if isinstance(server, LocalCluster) else None  # a local cluster: R3 streams
     for table in tables:
@@ -149,6 +239,7 @@ async def _serve(
                 f"  [yellow]consumers of removed steps left in place:[/yellow] "
                 f"{', '.join(done.stale_consumers)}"
             )
+    banner = _banner(url, tables, server, moved=moved)
 
     async def publish(table: RoutingTable) -> None:
         await provision(js, table, replicas=replicas)
@@ -156,12 +247,13 @@ async def _serve(
     def follow() -> Coroutine[Any, Any, None]:
         return follow_files(targets or [Path("workflows")], registry, tables, publish, say)
 
-    await _run_host(
+    await run_host(
         nc,
         tables,
         registry,
         None,
-        banner=_banner(url, tables, server),
+        banner=banner,
+        grace=grace,
         replicas=replicas or 1,
         follow=follow,
     )
@@ -171,19 +263,27 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True)
 
 
-async def _connect(url: str, name: str) -> NATS:
+async def _connect(url: str, name: str, reconnect_attempts: int = -1) -> NATS:
     from nanoservice.nats.connect import connect
 
     try:
-        return await connect(url, name=name)
+        return await connect(url, name=name, reconnect_attempts=reconnect_attempts)
     except Exception as exc:
         raise NanoError(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
 
 
-def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalCluster | None) -> str:
+def _banner(
+    url: str,
+    tables: list[RoutingTable],
+    server: LocalServer | LocalCluster | None,
+    *,
+    moved: bool = False,
+) -> str:
     from nanoservice.nats.local_server import LocalServer
 
     lines = [f"NATS        {url}"]
+    if isinstance(server, LocalServer) and server.options.port != DEFAULT_PORT and moved:
+        lines[0] += f" (port {DEFAULT_PORT} is taken)"
     if isinstance(server, LocalServer):
         lines.append(f"monitoring  {server.monitor_url}")
         lines.append(f"server log  {server.log_file}")
@@ -198,60 +298,22 @@ def _banner(url: str, tables: list[RoutingTable], server: LocalServer | LocalClu
     return "\n".join(lines)
 
 
-async def _run_host(
-    nc: NATS,
-    tables: list[RoutingTable],
-    registry: Registry,
-    only: list[str] | None,
-    *,
-    banner: str,
-    replicas: int | None = None,
-    follow: Callable[[], Coroutine[Any, Any, None]] | None = None,
-) -> None:
-    import asyncio
-
-    from nanoservice.nats.backend import NatsBackend
-    from nanoservice.runtime.host import freeze_startup_heap
-    from nanoservice.runtime.serve import serve
-
-    replicas = replicas or max((t.stream.replicas for t in tables), default=1)
-    backend = NatsBackend(nc, replicas=replicas)
-    await backend.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with serve(backend, tables, registry, steps=only) as host:
-            freeze_startup_heap()
-            console.print(banner)
-            console.print(
-                f"[green]ready[/green]: {len(host.pipelines)} step consumers running; "
-                "Ctrl-C to stop",
-                soft_wrap=True,
-            )
-            following = asyncio.create_task(follow()) if follow is not None else None
-            await stop.wait()
-            if following is not None:
-                following.cancel()
-            console.print("draining in-flight messages")
-    finally:
-        await backend.close()
-
-
 def host_command(
     steps: Annotated[
         list[str] | None,
         typer.Option("--steps", help="Run only these: `workflow` or `workflow.step` (repeatable)."),
     ] = None,
     files: Files = None,
-    nats_url: Annotated[str | None, typer.Option("--nats-url", "-s", envvar="NATS_URL")] = None,
+    nats_url: NatsUrl = None,
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
+    reconnect_attempts: Reconnects = -1,
+    grace: Grace = 10.0,
 ) -> None:
     """Run step consumers against an existing NATS (one process of nano/micro mode).
 
-    Routing tables come from the server (stored by `nano up`/`nano deploy`), or from files.
+    Routing tables come from the server (stored there by `nano up` or by `nano host` given
+    files), or from the workflow files given.
     """
     from nanoservice.nats.connect import resolve_url
     from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
@@ -262,15 +324,20 @@ def host_command(
         tables = compile_files(find_workflow_files(files), registry) if files else None
     except NanoError as exc:
         raise die(str(exc)) from None
-    run(_host(resolve_url(nats_url), tables, registry, steps))
+    run(_host(resolve_url(nats_url), tables, registry, steps, reconnect_attempts, grace))
 
 
 async def _host(
-    url: str, tables: list[RoutingTable] | None, registry: Registry, steps: list[str] | None
+    url: str,
+    tables: list[RoutingTable] | None,
+    registry: Registry,
+    steps: list[str] | None,
+    reconnect_attempts: int = -1,
+    grace: float = 10.0,
 ) -> None:
     from nanoservice.nats.provision import load_tables, provision
 
-    nc = await _connect(url, "nano host")
+    nc = await _connect(url, "nano host", reconnect_attempts)
     if tables is None:
         tables = list((await load_tables(nc.jetstream())).values())
         if not tables:
@@ -278,4 +345,6 @@ async def _host(
     else:
         for table in tables:
             await provision(nc.jetstream(), table)
-    await _run_host(nc, tables, registry, steps, banner=f"NATS        {url}")
+    from nanoservice.cli.hosting import run_host
+
+    await run_host(nc, tables, registry, steps, banner=f"NATS        {url}", grace=grace)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import nats
 from nats.aio.client import Client as NATS
 
-__all__ = ["DEFAULT_URL", "STATE_FILE", "connect", "resolve_url"]
+__all__ = ["DEFAULT_URL", "STATE_FILE", "closed_reason", "connect", "resolve_url", "wait_closed"]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 STATE_FILE = Path(".nano") / "url"
 """Where ``nano up`` writes the URL of the server it started, for the other commands."""
 
 log = logging.getLogger("nanoservice.nats.connect")
+
+_closed: weakref.WeakKeyDictionary[NATS, asyncio.Event] = weakref.WeakKeyDictionary()
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -30,9 +34,18 @@ def resolve_url(url: str | None = None) -> str:
 
 
 async def connect(
-    url: str, *, name: str = "nanoservice", connect_timeout: float = 5.0, reconnect: bool = True
+    url: str,
+    *,
+    name: str = "nanoservice",
+    connect_timeout: float = 5.0,
+    reconnect: bool = True,
+    reconnect_attempts: int = -1,
 ) -> NATS:
-    """Connect, reconnecting forever (hosts ride out server restarts) unless told not to."""
+    """Connect, reconnecting forever (hosts ride out server restarts) unless told not to.
+
+    ``reconnect_attempts`` > 0 gives up after that many failed reconnects per server; the
+    connection is then closed for good (see :func:`wait_closed`).
+    """
 
     async def on_error(exc: Exception) -> None:
         if client:  # errors of the first connect are raised, not logged
@@ -47,6 +60,11 @@ async def connect(
     async def on_reconnect() -> None:
         log.info("reconnected to NATS")
 
+    closed = asyncio.Event()
+
+    async def on_closed() -> None:
+        closed.set()
+
     # The first connect gives up after two rounds over the servers (nats-py would otherwise
     # retry forever); once connected, a host reconnects forever.
     nc = await nats.connect(
@@ -60,8 +78,28 @@ async def connect(
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        closed_cb=on_closed,
     )
-    nc.options["max_reconnect_attempts"] = -1 if reconnect else 0
+    nc.options["max_reconnect_attempts"] = reconnect_attempts if reconnect else 0
     nc.options["allow_reconnect"] = reconnect
     client.append(nc)
+    _closed[nc] = closed
     return nc
+
+
+async def wait_closed(nc: NATS) -> str:
+    """Wait until ``nc`` is closed for good (not merely disconnected); returns why."""
+    closed = _closed.get(nc)
+    if closed is None:
+        raise ValueError("wait_closed() needs a connection opened by connect()")
+    await closed.wait()
+    return closed_reason(nc)
+
+
+def closed_reason(nc: NATS) -> str:
+    """Why a closed connection closed, as far as nats-py knows."""
+    error = nc.last_error
+    if error is None:
+        return "closed"
+    text = str(error) or type(error).__name__
+    return text.removeprefix("nats: ")

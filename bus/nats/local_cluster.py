@@ -34,6 +34,7 @@ class LocalCluster:
         sync_interval: str | None = None,
         max_payload: int | None = None,
         binary: str | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         if n < 3:
             raise ValueError("a JetStream cluster needs at least 3 servers")
@@ -50,6 +51,7 @@ class LocalCluster:
                     server_name=f"n{i + 1}",
                     sync_interval=sync_interval,
                     max_payload=max_payload,
+                    die_with_parent=die_with_parent,
                 ),
                 cluster=ClusterConfig(
                     name=name,

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Self
 
 __all__ = [
+    "PID_FILE",
     "ClusterConfig",
     "LocalServer",
     "NatsServerError",
@@ -34,11 +35,65 @@ __all__ = [
     "find_nats_server",
     "free_port",
     "render_config",
+    "stop_orphan",
 ]
 
 _BINARY = "nats-server.exe" if sys.platform == "win32" else "nats-server"
 _POLL_INTERVAL = 0.05
 _LOG_TAIL_BYTES = 4000
+PID_FILE = "nats-server.pid"
+"""Written by nats-server into its store dir: how a later start finds an orphaned server."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """``preexec_fn``: ask Linux to send SIGTERM to this process when its parent dies."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _command_of(pid: int) -> str:
+    """The command line of process ``pid`` ("" when there is none, or it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return raw.replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        pass
+    try:
+        done = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def stop_orphan(store_dir: Path, timeout: float = 10.0) -> int | None:
+    """Stop a nats-server left running on ``store_dir`` (its pid file says which); its pid.
+
+    Only a process whose command line names this store dir's config is touched.
+    """
+    try:
+        pid = int((store_dir / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or pid == os.getpid() or str(store_dir / "nats.conf") not in _command_of(pid):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _command_of(pid) and time.monotonic() < deadline:
+        time.sleep(_POLL_INTERVAL)
+    if _command_of(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 class NatsServerNotFound(RuntimeError):
@@ -97,6 +152,9 @@ class ServerOptions:
     log_file: Path | None = None
     # Raw lines appended at the top level of the config (e.g. 'debug: true').
     extra: Sequence[str] = ()
+    # Linux: the server gets SIGTERM when the thread that started it dies (even by SIGKILL).
+    # Only for a server started from a thread that lives as long as its owner (the main one).
+    die_with_parent: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +186,7 @@ def render_config(options: ServerOptions, cluster: ClusterConfig | None = None) 
         lines.append(f"server_name: {_q(options.server_name)}")
     lines.append(f"listen: {_q(_hostport(options.host, options.port))}")
     lines.append(f"http: {_q(_hostport(options.host, options.monitor_port))}")
+    lines.append(f"pid_file: {_q(options.store_dir / PID_FILE)}")
     if options.max_payload is not None:
         lines.append(f"max_payload: {options.max_payload}")
     lines.append("jetstream {")
@@ -219,6 +278,7 @@ class LocalServer:
         self.options.store_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(render_config(self.options, self.cluster))
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        linux = sys.platform.startswith("linux")
         with self.log_file.open("ab") as log:
             # Own session: a Ctrl-C meant for the parent does not kill the server under it.
             self._proc = subprocess.Popen(
@@ -227,6 +287,7 @@ class LocalServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.options.die_with_parent and linux else None,
             )
         try:
             self.wait_ready(timeout, js_enabled_only=True)

@@ -13,7 +13,9 @@ import logging
 
 from nats.js import JetStreamContext
 
+from nanoservice.errors import NanoError
 from nanoservice.nats.buckets import CANCEL, bucket
+from nanoservice.subjects import is_valid_token
 
 __all__ = ["CancelWatcher", "cancel_execution"]
 
@@ -21,6 +23,10 @@ log = logging.getLogger("nanoservice.runtime.cancel")
 
 
 async def cancel_execution(js: JetStreamContext, workflow: str, execution: str) -> None:
+    """Mark ``workflow``'s ``execution`` cancelled (hosts watch the bucket)."""
+    for name in (workflow, execution):
+        if not is_valid_token(name):
+            raise NanoError(f"invalid workflow or execution name {name!r}")
     kv = await bucket(js, CANCEL)
     await kv.put(f"{workflow}.{execution}", b"cancelled")
 

@@ -109,6 +109,7 @@ class Host:
         self._instances: list[NodeInstance] = []
         self._cancels: CancelWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping: asyncio.Future[None] | None = None
 
     @property
     def pipelines(self) -> list[StepPipeline]:
@@ -238,8 +239,11 @@ class Host:
         """``workflow.step (execution, seconds)`` of the node calls running, oldest first."""
         now = time.monotonic()
         running = [
-            (started, f"{p.step.workflow}.{p.step.name} (execution "
-             f"{d.subject.rsplit('.', 1)[-1]}, {now - started:.0f} s)")
+            (
+                started,
+                f"{p.step.workflow}.{p.step.name} (execution "
+                f"{d.subject.rsplit('.', 1)[-1]}, {now - started:.0f} s)",
+            )
             for p in self.pipelines
             for d, started in list(p.inflight.items())
         ]
@@ -251,7 +255,14 @@ class Host:
         return sum(p.settler.unsettled + len(p.inflight) for p in self.pipelines)
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Stop pulling, let in-flight messages settle, release node resources."""
+        """Stop pulling, let in-flight messages settle, release node resources (once: a
+        second call waits for the first, or returns if it was cut short)."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(drain_timeout))
+        if not self._stopping.done():
+            await asyncio.shield(self._stopping)
+
+    async def _stop(self, drain_timeout: float) -> None:
         await asyncio.gather(*(s.stop(drain_timeout) for s in self._subscriptions))
         await asyncio.gather(*(p.drain(drain_timeout) for p in self.pipelines))
         for task in self._tasks:

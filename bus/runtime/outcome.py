@@ -29,6 +29,9 @@ class Outcome:
     output: Any = None
     step: str = ""
     error: dict[str, Any] | None = None
+    earlier: bool = False
+    """The execution id had been started before: this is that run's outcome, and the
+    payload given to this call was not used."""
 
     def unwrap(self) -> Any:
         """The output; raises :class:`ExecutionFailed` if the execution failed."""

@@ -4,8 +4,8 @@ A node that blocks the loop (``time.sleep`` in an ``async def``) freezes every s
 host: no timeout fires, no heartbeat goes out. The watchdog's thread sees the loop's beat
 stop, logs which steps have messages in flight (the likely culprit), and the signal handler
 it installs works even then: SIGTERM or Ctrl-C on a stalled host ends the process at once
-(its unacked messages are redelivered to another host, nothing is lost), and on a healthy
-host asks for a clean stop; a second one stops at once.
+(its unacked messages are redelivered to another host, nothing is lost); on a healthy host
+it hands the signal to the loop (``on_signal``), which decides how to stop.
 """
 
 from __future__ import annotations
@@ -33,16 +33,15 @@ class LoopWatchdog:
 
     def __init__(
         self,
-        on_stop: Callable[[], None],
+        on_signal: Callable[[], None],
         in_flight: Callable[[], list[str]] = list,
         *,
         stall: float = 5.0,
     ) -> None:
-        self.on_stop = on_stop
+        self.on_signal = on_signal
         self.in_flight = in_flight
         self.stall = stall
         self.last = time.monotonic()
-        self.stops = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._beat: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
@@ -84,15 +83,16 @@ class LoopWatchdog:
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         """Runs in the main thread between bytecodes, even while the loop is blocked."""
-        self.stops += 1
-        name = signal.Signals(signum).name
-        if self.stops > 1 or self.stalled_for() >= 1.0:
-            why = "second signal" if self.stops > 1 else "the event loop is blocked"
-            log.error("%s: %s, stopping at once (unacked messages will be redelivered)", name, why)
+        if self.stalled_for() >= 1.0:
+            log.error(
+                "%s: the event loop is blocked, stopping at once (unacked messages will be "
+                "redelivered)",
+                signal.Signals(signum).name,
+            )
             logging.shutdown()
             os._exit(128 + signum)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.on_stop)
+        self._loop.call_soon_threadsafe(self.on_signal)
 
     def stop(self) -> None:
         self._done.set()

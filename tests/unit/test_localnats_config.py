@@ -50,6 +50,7 @@ def test_single_server_config(tmp_path: Path) -> None:
     assert "sync_interval" not in conf
     assert "max_payload" not in conf
     assert "cluster" not in conf
+    assert f'pid_file: "{tmp_path / "store" / "nats-server.pid"}"' in conf
     _check_with_server(conf, tmp_path)
 
 
