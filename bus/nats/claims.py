@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ObjectInfo, ObjectStoreConfig, PubAck
+from nats.js.api import ObjectInfo, ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, PubAck
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import OBJ_DEFAULT_CHUNK_SIZE, ObjectStore
 
 from nanoservice.errors import NanoError
 from nanoservice.nats.wire import PayloadTooLargeError, header_block
@@ -144,7 +144,10 @@ class Claims:
     ) -> tuple[bytes, dict[str, str]]:
         """Store ``data``; returns the empty body and the headers that claim it."""
         name = object_name(subject, headers)
-        await (await self.store()).put(name, data)
+        # Chunks are messages too: on a server with a small max_payload they must fit it.
+        chunk = min(OBJ_DEFAULT_CHUNK_SIZE, max(512, self.nc.max_payload - 1024))
+        meta = ObjectMeta(name=name, options=ObjectMetaOptions(max_chunk_size=chunk))
+        await (await self.store()).put(name, data, meta=meta)
         return b"", {**(headers or {}), CLAIM: name, CLAIM_SIZE: str(len(data))}
 
     async def fetch(self, headers: Headers) -> bytes:
