@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nanoservice.errors import NanoError, NodeError, NonRetryableError, Problem, WorkflowError
-    from nanoservice.runtime.client import Client
+    from nanoservice.nats.client import Client
     from nanoservice.runtime.host import Host, select_steps
     from nanoservice.runtime.middleware import Invocation, Middleware
     from nanoservice.runtime.outcome import ExecutionFailed, Outcome
@@ -63,7 +63,7 @@ _EXPORTS: dict[str, str] = {
         ["NanoError", "NodeError", "NonRetryableError", "Problem", "WorkflowError"],
         "nanoservice.errors",
     ),
-    "Client": "nanoservice.runtime.client",
+    "Client": "nanoservice.nats.client",
     **dict.fromkeys(["ExecutionFailed", "Outcome"], "nanoservice.runtime.outcome"),
     **dict.fromkeys(["Host", "select_steps"], "nanoservice.runtime.host"),
     **dict.fromkeys(["Invocation", "Middleware"], "nanoservice.runtime.middleware"),

@@ -34,6 +34,7 @@ __all__ = [
     "execution_filter",
     "execution_of",
     "is_valid_token",
+    "matches",
     "new_execution_id",
     "start_subject",
     "step_filter",
@@ -65,6 +66,17 @@ TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 def is_valid_token(name: str) -> bool:
     return bool(TOKEN.match(name))
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, ``>`` the rest."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
 
 
 def stream_name(workflow: str) -> str:

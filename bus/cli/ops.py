@@ -48,10 +48,10 @@ def cancel_command(
 
 
 async def _cancel(url: str, workflow: str | None, execution: str) -> str:
+    from nanoservice.nats.cancel import cancel_execution
+    from nanoservice.nats.client import Client
     from nanoservice.nats.connect import connect
     from nanoservice.nats.provision import load_tables
-    from nanoservice.runtime.cancel import cancel_execution
-    from nanoservice.runtime.client import Client
 
     try:
         nc = await connect(url, name="nano cancel", reconnect=False)

@@ -61,9 +61,9 @@ async def _publish(
 ) -> int:
     import jsonschema
 
+    from nanoservice.nats.client import NO_RESULT, NOT_STORED, Client, NoOutcome
     from nanoservice.nats.connect import connect
     from nanoservice.nats.provision import load_tables
-    from nanoservice.runtime.client import NO_RESULT, NOT_STORED, Client, NoOutcome
 
     try:
         # Waiting rides out a server restart; a plain publish fails at once.
@@ -169,18 +169,9 @@ async def _publish_plain(nc: NATS, subject: str, data: Any) -> int:
 
 def _triggered_by(tables: dict[str, RoutingTable], subject: str) -> RoutingTable | None:
     """The workflow one of whose declared trigger subjects matches ``subject``."""
+    from nanoservice.subjects import matches
+
     for table in tables.values():
-        if any(_matches(pattern, subject) for pattern in table.triggers):
+        if any(matches(pattern, subject) for pattern in table.triggers):
             return table
     return None
-
-
-def _matches(pattern: str, subject: str) -> bool:
-    """Whether a NATS subject matches a subject pattern (``*`` one token, ``>`` the rest)."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)

@@ -32,6 +32,7 @@ from nanoservice.runtime.middleware import Middleware
 from nanoservice.runtime.outcome import Outcome, outcome_of
 from nanoservice.runtime.serve import serve
 from nanoservice.sdk.registry import Registry
+from nanoservice.subjects import matches
 from nanoservice.testing.memory_kv import MemoryKV
 from nanoservice.testing.memory_stream import (
     Consumer,
@@ -39,7 +40,6 @@ from nanoservice.testing.memory_stream import (
     Pull,
     StoredMessage,
     Stream,
-    matches,
 )
 from nanoservice.types import (
     EXECUTION,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nanoservice.runtime.eager import start_eagerly
+from nanoservice.subjects import matches
 from nanoservice.types import DeliveryHandler
 
 __all__ = ["MemoryDelivery", "MemoryPublishError", "Pull", "StoredMessage", "matches"]
@@ -26,17 +27,6 @@ class MemoryPublishError(Exception):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
-
-
-def matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, ``>`` the rest."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)
 
 
 @dataclass

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import nats
 
+from nanoservice.nats.client import Client
 from nanoservice.nats.local_server import LocalServer, ServerOptions
 from nanoservice.nats.provision import provision
 from nanoservice.nats.transport import NatsTransport
 from nanoservice.nodes.transform import transform
-from nanoservice.runtime.client import Client
 from nanoservice.runtime.host import Host, select_steps
 from nanoservice.sdk.registry import Registry
 from nanoservice.workflow.compiler import compile_text

@@ -491,7 +491,7 @@ def test_outputs_near_the_size_limit_no_longer_close_the_host_connection(tmp_pat
             host.wait_for_line("ready:")
 
             async def trigger() -> list[bool]:
-                from nanoservice.runtime.client import Client
+                from nanoservice.nats.client import Client
 
                 nc = await nats.connect(small.url)
                 try:

@@ -16,8 +16,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from nanoservice.nats.client import Client
 from nanoservice.nats.local_server import LocalServer
-from nanoservice.runtime.client import Client
 from nanoservice.runtime.envelope import decode_result
 from tests.e2e.processes import Background
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from nanoservice.runtime.client import Client
+from nanoservice.nats.client import Client
 from tests.e2e.processes import Background
 
 READY_TIMEOUT = 40.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nats
 
-from nanoservice.runtime.client import Client
+from nanoservice.nats.client import Client
 from tests.e2e.processes import Background
 
 BLOCKER = """\

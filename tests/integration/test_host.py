@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from nanoservice.errors import NonRetryableError
 from nanoservice.nats.backend import nats_backend
+from nanoservice.nats.client import Client, Outcome
 from nanoservice.nats.provision import load_tables, provision
-from nanoservice.runtime.client import Client, Outcome
 from nanoservice.runtime.envelope import decode_dead_letter
 from nanoservice.runtime.host import Host
 from nanoservice.runtime.serve import serve

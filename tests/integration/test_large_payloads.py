@@ -17,13 +17,13 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions
 
 from nanoservice.nats.backend import nats_backend
 from nanoservice.nats.claims import CLAIMS, ClaimMissingError, Claims, claims_store
+from nanoservice.nats.client import Client
 from nanoservice.nats.provision import provision
 from nanoservice.nats.puller import Puller
 from nanoservice.nats.transport import NatsTransport
 from nanoservice.nats.wire import PayloadTooLargeError, send
 from nanoservice.nodes.log import log
 from nanoservice.nodes.transform import transform
-from nanoservice.runtime.client import Client
 from nanoservice.runtime.envelope import decode_dead_letter
 from nanoservice.runtime.serve import serve
 from nanoservice.sdk.node import Context, node

@@ -13,8 +13,8 @@ import pytest
 
 from nanoservice import subjects
 from nanoservice.nats.backend import nats_backend
+from nanoservice.nats.client import Client
 from nanoservice.nats.local_server import LocalServer, ServerOptions, free_port
-from nanoservice.runtime.client import Client
 from nanoservice.runtime.serve import serve
 from nanoservice.sdk.node import Context, node
 from nanoservice.sdk.registry import Registry

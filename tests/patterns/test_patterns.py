@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 from pydantic import BaseModel
 
 from nanoservice.nats.backend import nats_backend
-from nanoservice.runtime.client import Client, Outcome
+from nanoservice.nats.client import Client, Outcome
 from nanoservice.runtime.serve import serve
 from nanoservice.sdk.node import Context, NodeInstance, NodeType
 from nanoservice.sdk.registry import Registry

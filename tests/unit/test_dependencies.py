@@ -91,14 +91,6 @@ RULES = (
 # Known violations, (module, imported module). Each entry must still be needed: the test
 # fails on a stale one, so remove it with the import it excused.
 ALLOWED = {
-    # The client (and `nano cancel`'s helper) still speak nats-py directly: they move
-    # behind the Backend seam next (the host, the pipeline and joins already are).
-    ("nanoservice.runtime.cancel", "nats.js"),
-    ("nanoservice.runtime.cancel", "nanoservice.nats.buckets"),
-    ("nanoservice.runtime.client", "nats.aio.client"),
-    ("nanoservice.runtime.client", "nats.aio.msg"),
-    ("nanoservice.runtime.client", "nats.js.errors"),
-    ("nanoservice.runtime.client", "nanoservice.nats.claims"),
     # project_registry imports the built-in nodes package only to find its folder (so a
     # project's ./nodes that *is* that folder is not loaded twice): no node is imported.
     ("nanoservice.workflow.project", "nanoservice.nodes"),

@@ -15,7 +15,7 @@ from nats.js.errors import NotFoundError
 from nanoservice import subjects
 from nanoservice.errors import NanoError
 from nanoservice.nats import claims
-from nanoservice.runtime.cancel import cancel_execution
+from nanoservice.nats.cancel import cancel_execution
 from nanoservice.runtime.outcome import ExecutionFailed, Outcome, outcome_of
 from nanoservice.types import EXECUTION, MSG_ID
 
