@@ -70,7 +70,7 @@ async def send(
     own from validated names, and that validation costs more than the rest of a publish.
     Falls back to ``publish`` if the client's internals are not the ones expected.
     """
-    head = header_block(headers)
+    head = header_block(headers) if headers else b""
     if len(head) + len(data) > nc.max_payload:
         raise PayloadTooLargeError(
             f"message of {len(data)} bytes (+{len(head)} bytes of headers) to {subject} "

@@ -98,7 +98,8 @@ class Outbox:
                 )
         else:
             out += self.result(execution, env, output, headers)
-        out += self.skips(execution, env, plan.targets, plan.untaken)
+        if plan.untaken:
+            out += self.skips(execution, env, plan.targets, plan.untaken)
         return out
 
     def result(

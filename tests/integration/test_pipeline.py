@@ -153,3 +153,41 @@ async def test_a_server_down_for_20_s_costs_no_node_attempt(tmp_path: Path) -> N
     finally:
         with contextlib.suppress(Exception):
             server.stop()
+
+
+@pytest.mark.slow
+async def test_a_stream_leader_kill_on_a_3_server_cluster_dead_letters_nothing(
+    tmp_path: Path,
+) -> None:
+    """While a new stream leader is elected, publishes fail ("no stream captures this
+    subject"); that is an outage, not a node failure: every execution completes, once."""
+    from nanoservice.nats.local_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path, n=3)
+    await asyncio.to_thread(cluster.start)
+    table = compile_text(
+        "name: ha\nsteps:\n  a: {node: count, next: b}\n  b: {node: hold, next: c}\n"
+        "  c: {node: count}\n",
+        REGISTRY,
+    )
+    attempts.clear()
+    try:
+        async with nats_backend(cluster.url, replicas=3) as backend:
+            await backend.provision(table)
+            async with serve(backend, [table], REGISTRY, drain_timeout=2):
+                nc = await nats.connect(servers=cluster.urls, reconnect_time_wait=0.2)
+                client = Client(nc)
+                executions = [await client.start("ha", {"hold": 0.05}) for _ in range(200)]
+                info = await nc.jetstream().stream_info(table.stream.name)
+                leader = info.cluster.leader if info.cluster else None
+                victim = next(s for s in cluster.servers if s.options.server_name == leader)
+                await asyncio.to_thread(victim.stop)
+                outcomes = [await client.outcome("ha", e, timeout=90) for e in executions]
+                dead = await nc.jetstream().stream_info(
+                    table.stream.name, subjects_filter="nano.ha._dlq.*"
+                )
+                await nc.close()
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+        assert not dead.state.subjects
+    finally:
+        await asyncio.to_thread(cluster.stop)
