@@ -35,14 +35,19 @@ log = logging.getLogger("nanoservice.host")
 
 
 def freeze_startup_heap() -> None:
-    """Move everything allocated so far out of the garbage collector's sight.
+    """Move everything allocated so far out of the garbage collector's sight, and collect
+    the young generation less often.
 
     A host imports a lot (pydantic, CEL, rich...) and then allocates little that lives
     long; without this every young-generation collection also walks that startup heap
-    (measured: ~10 % of a hop's CPU). Call once the host has started.
+    (measured: ~10 % of a hop's CPU). Each message allocates a few short-lived containers,
+    which reference counting frees; a young-generation threshold of 20,000 instead of 700
+    makes collections rarer (measured: 3-10 % more events/s). Call once the host has started.
     """
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(20_000, older, oldest)
 
 
 def select_steps(
