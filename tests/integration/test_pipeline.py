@@ -8,6 +8,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 import pytest
 
@@ -191,3 +192,32 @@ async def test_a_stream_leader_kill_on_a_3_server_cluster_dead_letters_nothing(
         assert not dead.state.subjects
     finally:
         await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_bad_trigger_near_the_size_limit_is_still_dead_lettered(nats_url: str) -> None:
+    """A dead letter embeds the failed message and a schema error repeats the value: over
+    half the limit that used to be unstorable, so the message was dropped. It is cut to a
+    preview now, with the stream sequence of the full message."""
+    table = compile_text(
+        "name: strict\ninput: {type: object, properties: {n: {type: integer}}}\n"
+        "steps:\n  a: {node: count}\n",
+        REGISTRY,
+    )
+    nc = await nats.connect(nats_url)
+    try:
+        async with nats_backend(nats_url) as backend:
+            await backend.provision(table)
+            async with serve(backend, [table], REGISTRY, drain_timeout=2):
+                bad = {"n": "x" * 700_000}  # not an integer, and the error repeats it
+                outcome = await Client(nc).run("strict", bad, timeout=20)
+        assert not outcome.ok and outcome.error is not None
+        assert outcome.error["type"] == "InvalidMessageError"
+        assert len(outcome.error["message"]) < 4096
+        js = nc.jetstream()
+        stored = await js.get_last_msg(table.stream.name, f"nano.strict._dlq.{outcome.execution}")
+        letter = msgspec.json.decode(stored.data or b"{}")
+        assert letter["truncated"] is True and letter["stream_seq"] > 0
+        original = await js.get_msg(table.stream.name, letter["stream_seq"])
+        assert original.subject == f"nano.strict._start.{outcome.execution}"
+    finally:
+        await nc.close()
