@@ -67,7 +67,7 @@ class Caller:
         self,
         step: CompiledStep,
         calls: KeyValueStore | None,
-        backend: Backend | None,
+        backend: Backend,
         not_retryable: tuple[type[BaseException], ...],
     ) -> None:
         assert step.step.call is not None
@@ -131,8 +131,6 @@ class Caller:
         """Run the called workflow once per item (bounded), results in input order."""
         each, backend = self.step.step.for_each, self.backend
         assert each is not None and self.step.items is not None
-        if backend is None:
-            raise NonRetryableError("for_each over a call needs a backend (host without one)")
         scope = self.step.scope(execution, env)
         items = self.step.items.evaluate(scope)
         base = self.child(execution, env)

@@ -64,7 +64,7 @@ log = logging.getLogger("nanoservice.runtime")
 class Parts:
     """What control flow needs beyond the node (absent ones fail those steps clearly)."""
 
-    backend: Backend | None = None
+    backend: Backend
     joins: JoinStore | None = None
     calls: KeyValueStore | None = None
     cancels: CancelWatcher | None = None
@@ -80,8 +80,6 @@ class StepPipeline:
         instance: NodeInstance | None,
         parts: Parts,
         middleware: Sequence[Middleware] = (),
-        *,
-        transport: Any = None,
     ) -> None:
         route = step.step
         self.step = step
@@ -90,8 +88,7 @@ class StepPipeline:
         self.parts = parts
         self.outbox = Outbox(step)
         self.failure = FailurePolicy(step, self.outbox)
-        transport = transport if transport is not None else parts.backend.transport  # type: ignore[union-attr]
-        self.settler = Settler(step, self.outbox, transport, parts.joins)
+        self.settler = Settler(step, self.outbox, parts.backend.transport, parts.joins)
         self.gate = JoinGate(step, parts.joins, self.outbox) if route.join else None
         self.caller = (
             Caller(step, parts.calls, parts.backend, NOT_RETRYABLE) if route.call else None
@@ -107,11 +104,8 @@ class StepPipeline:
         )
         for mw in middleware:
             mw.setup(step)
-        self._invoke: NodeCall | None = (
-            chain_nodes(middleware, self._call_node)
-            if any(type(m).node is not Middleware.node for m in middleware)
-            else None
-        )
+        invoke = chain_nodes(middleware, self._call_node)
+        self._invoke: NodeCall | None = None if invoke == self._call_node else invoke
         self._decide: Callable[[Delivery], Awaitable[Decision]] = chain_messages(
             middleware, step, self.decide
         )
@@ -213,14 +207,12 @@ class StepPipeline:
 
     async def _poison(self, delivery: Delivery, execution: str) -> Decision:
         """A delivery past its retry budget: its processing likely killed the host."""
-        backend = self.parts.backend
-        if backend is not None:
-            wf = self.step.workflow
-            done = await backend.last_message(
-                subjects.stream_name(wf), subjects.done_subject(wf, execution)
-            )
-            if done is not None:  # the execution finished meanwhile: nothing to record
-                return Done(outcome="ignored")
+        wf = self.step.workflow
+        done = await self.parts.backend.last_message(
+            subjects.stream_name(wf), subjects.done_subject(wf, execution)
+        )
+        if done is not None:  # the execution finished meanwhile: nothing to record
+            return Done(outcome="ignored")
         raise InvalidMessageError(
             f"gave up after {delivery.delivered - 1} deliveries without an outcome "
             "(did processing kill the host?)"
