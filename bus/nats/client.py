@@ -125,7 +125,7 @@ class Client:
         waiter = await self._watch(workflow, execution)
         try:
             if given:
-                stored = await self.stored(workflow, execution)
+                stored = await self._stored_now(workflow, execution)
                 if stored is not None:
                     return replace(stored, earlier=True)
             duplicate, acked = False, True
@@ -146,7 +146,7 @@ class Client:
         """Wait for the outcome of an execution that may already have finished."""
         waiter = await self._watch(workflow, execution)
         try:
-            stored = await self.stored(workflow, execution)
+            stored = await self._stored_now(workflow, execution)
             if stored is not None:
                 return stored
             return await self._await(workflow, execution, waiter, timeout)
@@ -189,6 +189,14 @@ class Client:
         except NotFoundError:
             return False
         return True
+
+    async def _stored_now(self, workflow: str, execution: str) -> Outcome | None:
+        """:meth:`stored`, or None while the server cannot answer (a stream-leader
+        election, a reconnect): the wait that follows keeps looking."""
+        try:
+            return await self.stored(workflow, execution)
+        except TimeoutError:  # nats-py's timeout is one too
+            return None
 
     async def stored(self, workflow: str, execution: str) -> Outcome | None:
         """The stored outcome of an execution (its `_done` or `_dlq` message), if any."""

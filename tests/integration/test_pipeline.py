@@ -158,10 +158,12 @@ async def test_a_server_down_for_20_s_costs_no_node_attempt(tmp_path: Path) -> N
 
 @pytest.mark.slow
 async def test_a_stream_leader_kill_on_a_3_server_cluster_dead_letters_nothing(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While a new stream leader is elected, publishes fail ("no stream captures this
-    subject"); that is an outage, not a node failure: every execution completes, once."""
+    subject"); that is an outage, not a node failure: no node attempt is spent on it (the
+    old runtime logged "attempt 1 failed: PublishError: no stream captures this subject"
+    and spent the node's retries) and nothing is dead-lettered."""
     from nanoservice.nats.local_cluster import LocalCluster
 
     cluster = LocalCluster(tmp_path, n=3)
@@ -176,13 +178,15 @@ async def test_a_stream_leader_kill_on_a_3_server_cluster_dead_letters_nothing(
         async with nats_backend(cluster.url, replicas=3) as backend:
             await backend.provision(table)
             async with serve(backend, [table], REGISTRY, drain_timeout=2):
-                nc = await nats.connect(servers=cluster.urls, reconnect_time_wait=0.2)
-                client = Client(nc)
-                executions = [await client.start("ha", {"hold": 0.05}) for _ in range(200)]
-                info = await nc.jetstream().stream_info(table.stream.name)
+                info = await backend.js.stream_info(table.stream.name)
                 leader = info.cluster.leader if info.cluster else None
                 victim = next(s for s in cluster.servers if s.options.server_name == leader)
-                await asyncio.to_thread(victim.stop)
+                survivors = [s.url for s in cluster.servers if s is not victim]
+                nc = await nats.connect(servers=survivors, reconnect_time_wait=0.2)
+                client = Client(nc)
+                executions = [await client.start("ha", {"hold": 1.5}) for _ in range(300)]
+                assert victim._proc is not None
+                victim._proc.kill()  # SIGKILL: no leadership hand-over
                 outcomes = [await client.outcome("ha", e, timeout=90) for e in executions]
                 dead = await nc.jetstream().stream_info(
                     table.stream.name, subjects_filter="nano.ha._dlq.*"
@@ -190,6 +194,8 @@ async def test_a_stream_leader_kill_on_a_3_server_cluster_dead_letters_nothing(
                 await nc.close()
         assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
         assert not dead.state.subjects
+        spent = [r.getMessage() for r in caplog.records if "PublishError" in r.getMessage()]
+        assert not spent, spent[:3]
     finally:
         await asyncio.to_thread(cluster.stop)
 
