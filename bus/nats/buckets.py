@@ -15,12 +15,9 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-__all__ = ["CALLS", "CANCEL", "JOINS", "TABLES", "bucket"]
+from nanoservice.subjects import CALLS, CANCEL, JOINS, TABLES
 
-TABLES = "nano_tables"
-JOINS = "nano_joins"
-CALLS = "nano_calls"
-CANCEL = "nano_cancel"
+__all__ = ["CALLS", "CANCEL", "JOINS", "TABLES", "bucket"]
 
 _SETTINGS: dict[str, tuple[int, float | None, str]] = {
     TABLES: (5, None, "nanoservice routing tables, one key per workflow"),
