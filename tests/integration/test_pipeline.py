@@ -187,7 +187,7 @@ async def test_a_stream_leader_kill_on_a_3_server_cluster_dead_letters_nothing(
                 executions = [await client.start("ha", {"hold": 1.5}) for _ in range(300)]
                 assert victim._proc is not None
                 victim._proc.kill()  # SIGKILL: no leadership hand-over
-                outcomes = [await client.outcome("ha", e, timeout=90) for e in executions]
+                outcomes = [await _outcome_or_report(client, table, e) for e in executions]
                 dead = await nc.jetstream().stream_info(
                     table.stream.name, subjects_filter="nano.ha._dlq.*"
                 )
@@ -227,3 +227,22 @@ async def test_a_bad_trigger_near_the_size_limit_is_still_dead_lettered(nats_url
         assert original.subject == f"nano.strict._start.{outcome.execution}"
     finally:
         await nc.close()
+
+
+async def _outcome_or_report(client: Client, table: Any, execution: str) -> Any:
+    """The outcome; if there is none, fail with what the server holds of the execution
+    (its messages and every step consumer's state), so a failure explains itself."""
+    from nanoservice.nats.client import NoOutcome
+
+    try:
+        return await client.outcome("ha", execution, timeout=120)
+    except NoOutcome:
+        js = client.js
+        history = await js.stream_info(
+            table.stream.name, subjects_filter=subjects.execution_filter("ha", execution)
+        )
+        consumers = [
+            (c.name, c.num_pending, c.num_ack_pending, c.num_redelivered)
+            for c in await js.consumers_info(table.stream.name)
+        ]
+        pytest.fail(f"no outcome of {execution}: {history.state.subjects}; {consumers}")
