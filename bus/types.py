@@ -33,6 +33,7 @@ __all__ = [
     "TRACEPARENT",
     "TRACESTATE",
     "WORKFLOW",
+    "WRONG_LAST_SEQUENCE",
     "Backend",
     "Delivery",
     "DeliveryHandler",
@@ -70,6 +71,8 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE = 10071
+"""JetStream's error code when an expected-last check fails (a result that exists already)."""
 CLAIM = "Nano-Claim"
 CLAIM_SIZE = "Nano-Claim-Size"
 CLAIM_MISSING = "Nano-Claim-Missing"

@@ -23,12 +23,16 @@ from nanoservice.nats.buckets import bucket
 from nanoservice.nats.connect import connect
 from nanoservice.nats.provision import Provisioned, provision
 from nanoservice.nats.transport import NatsTransport
-from nanoservice.types import Headers, KeyExistsError, KeyNotFoundError, Subscription
+from nanoservice.types import (
+    WRONG_LAST_SEQUENCE,
+    Headers,
+    KeyExistsError,
+    KeyNotFoundError,
+    Subscription,
+)
 from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["NatsBackend", "NatsKV", "nats_backend"]
-
-_WRONG_LAST_SEQUENCE = 10071
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,7 @@ def _lost_race(exc: Exception) -> bool:
     if isinstance(exc, KeyWrongLastSequenceError):
         return True
     return isinstance(exc, APIError) and (
-        exc.err_code == _WRONG_LAST_SEQUENCE
+        exc.err_code == WRONG_LAST_SEQUENCE
         or "wrong last sequence" in str(exc.description or "").lower()
     )
 

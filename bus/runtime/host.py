@@ -22,7 +22,7 @@ from nanoservice.runtime.joins import JoinStore
 from nanoservice.runtime.middleware import Middleware
 from nanoservice.runtime.pipeline import Parts, StepPipeline
 from nanoservice.runtime.revisions import StepRevisions
-from nanoservice.runtime.step import CompiledStep
+from nanoservice.runtime.step import CompiledStep, reachability
 from nanoservice.sdk.node import NodeInstance
 from nanoservice.sdk.registry import Registry
 from nanoservice.subjects import CALLS, CANCEL, JOINS, TABLES
@@ -115,6 +115,7 @@ class Host:
         self._cancels: CancelWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping: asyncio.Future[None] | None = None
+        self._reach: dict[tuple[str, str], dict[str, set[str]]] = {}
 
     @property
     def pipelines(self) -> list[StepPipeline]:
@@ -157,7 +158,10 @@ class Host:
             await instance.setup()
             self._instances.append(instance)
         callers = callers_of(self.tables.values()).get(table.workflow, frozenset())
-        compiled = CompiledStep(table, step, callers)
+        key = (table.workflow, table.revision)
+        if key not in self._reach:
+            self._reach[key] = reachability(table)
+        compiled = CompiledStep(table, step, callers, self._reach[key])
         return StepPipeline(compiled, node_type, instance, self._parts, self.middleware)
 
     async def _add(self, table: RoutingTable, step: StepRoute) -> None:
@@ -247,7 +251,7 @@ class Host:
             (
                 started,
                 f"{p.step.workflow}.{p.step.name} (execution "
-                f"{d.subject.rsplit('.', 1)[-1]}, {now - started:.0f} s)",
+                f"{subjects.execution_of(d.subject)}, {now - started:.0f} s)",
             )
             for p in self.pipelines
             for d, started in list(p.inflight.items())

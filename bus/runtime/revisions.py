@@ -14,6 +14,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from nanoservice import subjects
 from nanoservice.runtime.decision import DeadLetter, Wait
 from nanoservice.runtime.envelope import ErrorInfo
 from nanoservice.runtime.pipeline import StepPipeline
@@ -70,7 +71,7 @@ class StepRevisions:
             f"no host ran revision {revision} of workflow '{step.workflow}' "
             f"(live: {step.revision})",
         )
-        execution = delivery.subject.rsplit(".", 1)[-1]
+        execution = subjects.execution_of(delivery.subject)
         await live.settler.settle(delivery, DeadLetter(error, None, execution), execution)
 
     def pipelines(self) -> list[StepPipeline]:

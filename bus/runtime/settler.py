@@ -33,14 +33,12 @@ from nanoservice.runtime.envelope import ErrorInfo
 from nanoservice.runtime.joins import JoinStore
 from nanoservice.runtime.outbox import Outbox
 from nanoservice.runtime.step import CompiledStep
-from nanoservice.types import Delivery, Transport
+from nanoservice.types import WRONG_LAST_SEQUENCE, Delivery, Transport
 
 __all__ = ["OUTAGE_BACKOFF", "Settler", "stored"]
 
 log = logging.getLogger("nanoservice.runtime")
 
-WRONG_LAST_SEQUENCE = 10071
-"""JetStream: the subject already has a message (a result that exists counts as stored)."""
 OUTAGE_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 """Seconds between re-publishes while the server cannot store (the last one repeats)."""
 

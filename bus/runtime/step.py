@@ -21,7 +21,11 @@ class CompiledStep:
     """One step of one table revision, with everything precomputed that messages share."""
 
     def __init__(
-        self, table: RoutingTable, step: StepRoute, callers: frozenset[str] = frozenset()
+        self,
+        table: RoutingTable,
+        step: StepRoute,
+        callers: frozenset[str] = frozenset(),
+        reach: dict[str, set[str]] | None = None,
     ) -> None:
         self.table = table
         self.step = step
@@ -44,7 +48,8 @@ class CompiledStep:
             if table.input_schema is not None and step.name in table.start
             else None
         )
-        self.reach = reachability(table)
+        self.reach = reach if reach is not None else reachability(table)
+        """Every step reachable from each step (one computation per table, shared)."""
         self.join_branches = [
             (j.name, b)
             for j in table.steps.values()

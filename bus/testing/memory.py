@@ -45,6 +45,7 @@ from nanoservice.types import (
     EXECUTION,
     EXPECTED_LAST_SUBJECT_SEQ,
     MSG_ID,
+    WRONG_LAST_SEQUENCE,
     DeliveryHandler,
     Headers,
     Subscription,
@@ -52,8 +53,6 @@ from nanoservice.types import (
 from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["MemoryBus", "MemoryKV", "matches"]
-
-_WRONG_LAST_SEQUENCE = 10071
 
 
 @dataclass
@@ -166,7 +165,7 @@ class MemoryBus:
             fut.set_result(stream.ids[msg_id][0])
             return fut
         if headers.get(EXPECTED_LAST_SUBJECT_SEQ) == "0" and subject in stream.last_by_subject:
-            fut.set_exception(MemoryPublishError("wrong last sequence", _WRONG_LAST_SEQUENCE))
+            fut.set_exception(MemoryPublishError("wrong last sequence", WRONG_LAST_SEQUENCE))
             return fut
         stream.seq += 1
         message = StoredMessage(stream.seq, subject, headers, data)

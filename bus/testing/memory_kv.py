@@ -27,10 +27,6 @@ class MemoryKV:
         self._revision = 0
         self._watchers: list[asyncio.Queue[_Entry]] = []
 
-    def keys(self) -> list[str]:
-        """The keys that have a value now."""
-        return list(self._entries)
-
     async def get(self, key: str) -> _Entry:
         if key not in self._entries:
             raise KeyNotFoundError(key)
