@@ -13,7 +13,8 @@ step's subject, with
 
 The body is the stored original (``stream_seq``) while the stream holds it, else the copy in
 the dead letter. Once the re-driven message is stored, the dead letter is deleted, so it is
-never retried twice; if the step fails again, a new dead letter appears.
+never retried twice (``Nano-Retry-Of`` on the re-driven message keeps why it
+failed); if the step fails again, a new dead letter appears.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ from nanoservice.nats import claims
 from nanoservice.types import ATTEMPT, CLAIM, CLAIM_SIZE, MSG_ID, REVISION
 from nanoservice.workflow.table import RoutingTable
 
-__all__ = ["DeadLetterInfo", "Retried", "dead_letters", "purge", "retry"]
+__all__ = ["RETRY_OF", "DeadLetterInfo", "Retried", "dead_letters", "purge", "retry"]
+
+RETRY_OF = "Nano-Retry-Of"
+"""On a re-driven message: ``<dead letter seq>; <attempts> attempts; <type>: <message>``
+(the dead letter itself is deleted, so the trace still shows why the step failed before)."""
 
 
 @dataclass
@@ -133,6 +138,8 @@ async def retry(
             headers.pop(REVISION, None)
         base = headers.get(MSG_ID) or f"{letter.execution}:{letter.step}"
         headers[MSG_ID] = f"{base}:retry{letter.seq}"
+        why = f"{letter.error.get('type', 'Error')}: {letter.error.get('message', '')}"
+        headers[RETRY_OF] = f"{letter.seq}; {letter.attempts} attempts; {why}"[:512]
         ack = await claims.publish(nc, letter.subject, data, headers)
         await js.delete_msg(table.stream.name, letter.seq)
         done.append(

@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 
 from nanoservice import subjects
 from nanoservice.errors import NanoError
+from nanoservice.inspect.dlq import RETRY_OF
 from nanoservice.inspect.history import Record, bounds, read_all
 from nanoservice.types import ATTEMPT, PARENT, REPLAY_OF, RETURN, REVISION, ROUTE, SKIP, STEP
 from nanoservice.workflow.table import RoutingTable
@@ -116,6 +117,10 @@ def build(
     for record in records:
         kind = record.subject.split(".")[2]
         sender = record.headers.get(STEP, "")
+        redrive = record.headers.get(RETRY_OF)
+        if redrive is not None:  # `nano dlq retry`: the step's earlier run ended in a dead letter
+            _redriven(kind if kind != subjects.START else "", redrive, record, runs, latest, table)
+            continue
         if kind == subjects.START:
             trace.started = record.time
             trace.input = record.json()
@@ -169,6 +174,28 @@ def build(
     revisions = [run.revision for run in runs if run.revision]
     trace.revision = revisions[0] if revisions else None
     return trace
+
+
+def _redriven(
+    step: str,
+    why: str,
+    record: Record,
+    runs: list[StepRun],
+    latest: dict[str, StepRun],
+    table: RoutingTable | None,
+) -> None:
+    """A dead letter re-driven at ``step`` (a start step when ``step`` is empty)."""
+    names = [step] if step else list(table.start if table is not None else [])
+    seq, _, rest = why.partition("; ")
+    attempts, _, error = rest.partition("; ")
+    for name in names:
+        earlier = latest.get(name)
+        if earlier is not None and earlier.outcome == "running":
+            earlier.outcome, earlier.error = "dead_letter", f"{error} (retried)"
+            earlier.attempts = int(attempts.split()[0]) if attempts[:1].isdigit() else 1
+        run = StepRun(name, record.time, inputs=[f"dlq retry {seq}"])
+        runs.append(run)
+        latest[name] = run
 
 
 def _join_run(

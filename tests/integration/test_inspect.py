@@ -200,6 +200,10 @@ async def test_dead_letter_retried_after_the_fix_completes_the_execution(
         assert await dlq.dead_letters(nc, tables, ["tr_dlq"]) == []
         got = await trace.trace_execution(nc, tables, "tr_dlq", failed.execution)
         assert got.status == "succeeded"
+        computes = [run for run in got.steps if run.step == "compute"]
+        assert [run.outcome for run in computes] == ["dead_letter", "dead_letter", "done"]
+        assert "n=2 is not supported (retried)" in (computes[0].error or "")
+        assert computes[2].inputs == [f"dlq retry {again[0].seq}"]
 
 
 async def _wait_for(read: Any, timeout: float = 20.0) -> Any:
