@@ -71,9 +71,7 @@ def test_an_execution_path_is_highlighted_and_the_rest_faded() -> None:
     table = table_of(ROOT / "tests" / "patterns" / "exclusive_choice.yaml")
     taken = set(list(table.steps)[:1])
     svg = to_svg(Drawing(table, taken, {("_trigger", next(iter(taken)))}))
-    faded = {
-        g.get("data-step"): g.get("opacity") for g in ET.fromstring(svg).iter(f"{SVG}g")
-    }
+    faded = {g.get("data-step"): g.get("opacity") for g in ET.fromstring(svg).iter(f"{SVG}g")}
     for name in table.steps:
         assert faded[name] == ("1" if name in taken else "0.45"), name
     assert 'stroke="#dc2626" stroke-width="2.5"' in svg
