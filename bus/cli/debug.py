@@ -127,7 +127,7 @@ def _value(value: object) -> str:
 
     from rich.markup import escape
 
-    text = json.dumps(value, default=str)
+    text = json.dumps(value, sort_keys=True, default=str)
     return escape(text if len(text) <= 300 else text[:300] + "...")
 
 

@@ -244,7 +244,8 @@ def _print_compare(row: dict[str, Any]) -> None:
     after = json.dumps(row["after"], indent=2, sort_keys=True, default=str).splitlines()
     head = f"{row['original']} -> {row['workflow']}.{row['execution']}"
     if before == after:
-        console.print(escape(f"same    {head}: {json.dumps(row['after'], default=str)}"))
+        after_text = json.dumps(row["after"], sort_keys=True, default=str)
+        console.print(escape(f"same    {head}: {after_text}"), soft_wrap=True)
         return
     console.print(escape(f"changed {head}:"))
     for line in difflib.unified_diff(before, after, "original", "replay", lineterm="", n=1):

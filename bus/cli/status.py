@@ -104,7 +104,14 @@ def render_status(status: Status) -> Group:
             )
         )
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("  step", "pending", "ack pending", "redelivered", "pulling", "rate/s"):
+        for column in (
+            "  step",
+            "pending",
+            "ack pending",
+            "redelivered",
+            "waiting pulls",
+            "rate/s",
+        ):
             table.add_column(column, justify="left" if column == "  step" else "right")
         for c in wf.steps:
             rate = f"{c.rate:.1f}" if c.rate is not None else "-"
