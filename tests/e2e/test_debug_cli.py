@@ -120,3 +120,22 @@ def test_tail_status_trace_and_purge_on_a_running_project(tmp_path: Path) -> Non
         if tail is not None:
             tail.close()
         up.close()
+
+
+def test_every_debugging_option_has_a_description() -> None:
+    import typer.main
+
+    from nanoservice.cli import app
+
+    group = typer.main.get_command(app)
+    commands = {n: group.commands[n] for n in ("trace", "replay", "tail", "status", "graph")}  # type: ignore[attr-defined]
+    dlq = group.commands["dlq"]  # type: ignore[attr-defined]
+    commands.update({f"dlq {n}": c for n, c in dlq.commands.items()})
+    assert set(commands) >= {"dlq list", "dlq show", "dlq retry", "dlq purge"}
+    missing = [
+        f"nano {name} {param.name}"
+        for name, command in commands.items()
+        for param in command.params
+        if not (getattr(param, "help", None) or "").strip()
+    ]
+    assert not missing, missing

@@ -284,3 +284,29 @@ async def test_tail_shows_events_of_executions_started_after_it(server: LocalSer
 
 async def _done(events: list[Any]) -> list[Any]:
     return [e for e in events if e.outcome == "done"]
+
+
+CALLER = """
+name: tr_caller
+steps:
+  ask: {call: {workflow: tr_child}, input: '{"n": input.n}', next: answer}
+  answer: {node: transform, with: {expr: '{"got": steps.ask.output.n}'}}
+"""
+CHILD = """
+name: tr_child
+steps:
+  work: {node: flaky}
+"""
+
+
+async def test_trace_nests_the_execution_of_a_called_workflow(server: LocalServer) -> None:
+    async with running(server.url, CHILD, CALLER) as (nc, tables):
+        outcome = await Client(nc).run("tr_caller", {"n": 5}, timeout=20)
+        assert outcome.ok and outcome.output == {"got": 10}, outcome
+        got = await trace.trace_execution(nc, tables, "tr_caller", outcome.execution)
+    (ask,) = [run for run in got.steps if run.step == "ask"]
+    assert ask.call is not None and ask.call.workflow == "tr_child"
+    assert ask.call.status == "succeeded" and ask.call.output == {"n": 10}
+    assert [run.step for run in ask.call.steps] == ["work"]
+    assert ask.call.parent is not None and ask.call.parent.endswith(outcome.execution)
+    assert ask.next == ["answer"] and got.status == "succeeded"
