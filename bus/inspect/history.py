@@ -107,7 +107,10 @@ async def read(
         name, left = info.name, info.num_pending or 0
         count = 0
         while left > 0 and (limit is None or count < limit):
-            msgs = await sub.fetch(min(_BATCH, left), timeout=_WAIT)
+            try:
+                msgs = await sub.fetch(min(_BATCH, left), timeout=_WAIT)
+            except TimeoutError:  # fewer left than counted: deleted or aged out meanwhile
+                break
             for msg in msgs:
                 meta = msg.metadata
                 headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}

@@ -310,3 +310,13 @@ async def test_trace_nests_the_execution_of_a_called_workflow(server: LocalServe
     assert [run.step for run in ask.call.steps] == ["work"]
     assert ask.call.parent is not None and ask.call.parent.endswith(outcome.execution)
     assert ask.next == ["answer"] and got.status == "succeeded"
+
+    from nanoservice.cli.common import console
+    from nanoservice.cli.debug import render_trace
+
+    with console.capture() as captured:
+        render_trace(got)
+    lines = [" ".join(line.split()) for line in captured.get().splitlines()]
+    assert lines[0].startswith(f"execution {outcome.execution} of tr_caller: succeeded in ")
+    assert any(line.startswith(f"└ call tr_child {ask.call.execution}") for line in lines), lines
+    assert any(line.startswith("work +") and line.endswith("done") for line in lines), lines
