@@ -314,8 +314,12 @@ async def test_trace_nests_the_execution_of_a_called_workflow(server: LocalServe
     from nanoservice.cli.common import console
     from nanoservice.cli.debug import render_trace
 
-    with console.capture() as captured:
-        render_trace(got)
+    width, console.width = console.width, 200  # as wide as a terminal, whatever runs pytest
+    try:
+        with console.capture() as captured:
+            render_trace(got)
+    finally:
+        console.width = width
     lines = [" ".join(line.split()) for line in captured.get().splitlines()]
     assert lines[0].startswith(f"execution {outcome.execution} of tr_caller: succeeded in ")
     assert any(line.startswith(f"└ call tr_child {ask.call.execution}") for line in lines), lines
