@@ -25,6 +25,7 @@ __all__ = [
     "MSG_ID",
     "PARENT",
     "PARENT_REVISION",
+    "REPLAY_OF",
     "RETURN",
     "REVISION",
     "ROUTE",
@@ -67,6 +68,8 @@ REVISION = "Nano-Revision"
 PARENT = "Nano-Parent"
 PARENT_REVISION = "Nano-Parent-Revision"
 RETURN = "Nano-Return"
+REPLAY_OF = "Nano-Replay-Of"
+"""On a replayed trigger (or step input): ``<workflow>.<execution>`` it replays."""
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 MSG_ID = "Nats-Msg-Id"

@@ -11,8 +11,12 @@ from typing import Annotated
 
 import typer
 
+from nanoservice.cli.debug import tail_command, trace_command
+from nanoservice.cli.debug_replay import replay_command
+from nanoservice.cli.dlq import dlq_app
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.publish import publish_command
+from nanoservice.cli.status import status_command
 from nanoservice.cli.up import host_command, up_command
 from nanoservice.cli.workflows import compile_command, validate_command
 
@@ -59,6 +63,11 @@ app.command("validate")(validate_command)
 app.command("compile")(compile_command)
 app.command("graph")(graph_command)
 app.command("cancel")(cancel_command)
+app.command("trace")(trace_command)
+app.command("replay")(replay_command)
+app.command("tail")(tail_command)
+app.command("status")(status_command)
+app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from nanoservice.errors import NanoError
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
+    from nanoservice.workflow.graph_svg import Drawing
     from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["cancel_command", "graph_command"]
@@ -21,11 +22,80 @@ __all__ = ["cancel_command", "graph_command"]
 def graph_command(
     file: Annotated[Path, typer.Argument(help="A workflow file.")],
     nodes: NodesDir = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write an image here (.svg, or .png)."),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="mermaid (default on the terminal), svg or png."),
+    ] = None,
+    execution: Annotated[
+        str | None,
+        typer.Option("--execution", help="Highlight the path this execution took (reads NATS)."),
+    ] = None,
+    nats_url: NatsUrl = None,
 ) -> None:
-    """Print a workflow as a Mermaid flowchart (paste into any Mermaid viewer)."""
+    """Draw a workflow: Mermaid text, or an SVG/PNG image (-o FILE), optionally with the path
+    an execution took highlighted."""
+    import sys
+
     from nanoservice.workflow.graph import to_mermaid
 
-    print(to_mermaid(compile_one(file, nodes)))
+    kind = (fmt or (output.suffix.lstrip(".").lower() if output else "mermaid")) or "svg"
+    if kind not in ("mermaid", "svg", "png"):
+        raise die(f"unknown graph format {kind!r} (use mermaid, svg or png)")
+    if kind == "png" and output is None:
+        raise die("a PNG needs a file: nano graph FILE -o graph.png")
+    table = compile_one(file, nodes)
+    if kind == "mermaid":
+        if execution is not None:
+            raise die("--execution highlights an image: add -o graph.svg (or --format svg)")
+        text = to_mermaid(table)
+        if output is None:
+            print(text)
+        else:
+            _write(output, (text + "\n").encode())
+        return
+    from nanoservice.workflow.graph_svg import Drawing, to_png, to_svg
+
+    drawing = Drawing(table)
+    if execution is not None:
+        drawing = run(_path_of(table, execution, nats_url))
+    svg = to_svg(drawing)
+    if output is None:
+        sys.stdout.write(svg)
+        return
+    _write(output, to_png(svg) if kind == "png" else svg.encode())
+    console.print(f"wrote {output} ({kind}, {len(table.steps)} steps)")
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise die(f"cannot write {path}: {exc.strerror}") from None
+
+
+async def _path_of(table: RoutingTable, execution: str, nats_url: str | None) -> Drawing:
+    """The steps an execution ran and the edges it took, from its trace."""
+    from nanoservice.cli.debug_common import check_token, session
+    from nanoservice.inspect.trace import trace_execution
+    from nanoservice.nats.connect import resolve_url
+    from nanoservice.workflow.graph_svg import Drawing
+
+    check_token("execution id", execution)
+    async with session(resolve_url(nats_url), "nano graph") as s:
+        s.tables.setdefault(table.workflow, table)
+        trace = await trace_execution(s.nc, s.tables, table.workflow, execution)
+    edges: set[tuple[str, str]] = set()
+    for step in trace.steps:
+        edges.update((step.step, target) for target in step.next)
+        if "trigger" in step.inputs:
+            edges.add(("_trigger", step.step))
+        if step.outcome == "done":
+            edges.add((step.step, "_done"))
+    return Drawing(table, {step.step for step in trace.steps}, edges)
 
 
 def cancel_command(

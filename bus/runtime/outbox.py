@@ -195,7 +195,7 @@ class Outbox:
             STEP: step.name,
             REVISION: step.revision,
             ERROR: clip(f"{error.type}: {error.message}", 512),
-            MSG_ID: id_suffix or msg_id(execution, step.name, subjects.DLQ),
+            MSG_ID: id_suffix or msg_id(execution, step.name, subjects.DLQ) + _redrive(delivery),
         }
         out = [Outbound(subjects.dlq_subject(step.workflow, execution), body, headers)]
         if env is not None and env.parent:
@@ -211,6 +211,13 @@ def _caller_revision(headers: dict[str, str], env: Envelope) -> dict[str, str]:
     else:
         headers.pop(REVISION, None)
     return headers
+
+
+def _redrive(delivery: Delivery) -> str:
+    """``:retryN`` of a re-driven dead letter (``nano dlq retry``), so its own failure is not
+    dropped as a duplicate of the first dead letter."""
+    _, sep, tail = str(delivery.headers.get(MSG_ID, "")).rpartition(":retry")
+    return f":retry{tail}" if sep and tail.isdigit() else ""
 
 
 def _plain(headers: Headers) -> dict[str, str]:

@@ -86,6 +86,16 @@ RULES = (
         applies=("nanoservice.runtime.*",),
         forbid=("nats.*", "nanoservice.nats.*"),
     ),
+    Rule(
+        "the engine core never depends on the debugging tools (inspect reads what it left)",
+        applies=ENGINE_CORE,
+        forbid=("nanoservice.inspect.*",),
+    ),
+    Rule(
+        "inspect returns plain data for the CLI and the console: no CLI, no engine internals",
+        applies=("nanoservice.inspect.*",),
+        forbid=("nanoservice.cli.*", "nanoservice.runtime.*", "nanoservice.testing.*"),
+    ),
 )
 
 # Known violations, (module, imported module). Each entry must still be needed: the test

@@ -58,9 +58,25 @@ def test_doc_invalid_examples_fail_as_the_docs_say(where: str, text: str) -> Non
         assert f"error: {problem}" in page, f"{where}: docs do not show {problem}"
 
 
+def page_registry(where: str) -> Registry:
+    """The test registry plus the nodes the page's own python examples define."""
+    registry = REGISTRY.copy()
+    page = where.split("#")[0]
+    for name, code in blocks("python"):
+        if name.split("#")[0] == page:
+            namespace: dict[str, object] = {}
+            exec(compile(code, name, "exec"), namespace)
+            for value in namespace.values():
+                try:
+                    registry.add(value, replace=True)
+                except TypeError:
+                    continue
+    return registry
+
+
 @pytest.mark.parametrize(("where", "text"), WORKFLOW_BLOCKS, ids=[n for n, _ in WORKFLOW_BLOCKS])
 def test_doc_workflow_examples_compile(where: str, text: str) -> None:
-    compile_text(text, REGISTRY, file=where)
+    compile_text(text, page_registry(where), file=where)
 
 
 def test_docs_have_workflow_examples() -> None:
