@@ -40,6 +40,7 @@ ENGINE_CORE = (
     "nanoservice.runtime.*",
     "nanoservice.nats.*",
     "nanoservice.workflow.*",
+    "nanoservice.deploy.*",
     "nanoservice.sdk.*",
     "nanoservice.testing.*",
     "nanoservice.types",
@@ -85,6 +86,17 @@ RULES = (
         "the runtime talks to NATS only through the Transport and KeyValueStore seams",
         applies=("nanoservice.runtime.*",),
         forbid=("nats.*", "nanoservice.nats.*"),
+    ),
+    Rule(
+        "the deployment model works offline, like workflows: no NATS, no runtime, no CLI",
+        applies=("nanoservice.deploy.*",),
+        forbid=(
+            "nats.*",
+            "nanoservice.nats.*",
+            "nanoservice.runtime.*",
+            "nanoservice.testing.*",
+            "nanoservice.cli.*",
+        ),
     ),
 )
 
