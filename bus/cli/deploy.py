@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nanoservice.cli.common import Files, NatsUrl, NodesDir, console, die, problems, run
+from nanoservice.cli.common import (
+    Files,
+    NatsUrl,
+    NodesDir,
+    console,
+    die,
+    err_console,
+    problems,
+    run,
+)
 from nanoservice.errors import NanoError, WorkflowError
 
 if TYPE_CHECKING:
@@ -52,7 +61,7 @@ def render_command(
     ] = None,
     image: Annotated[
         str, typer.Option(help="Container image of the project (k8s, compose).")
-    ] = "nano-project:latest",
+    ] = "nano-project:latest",  # DEFAULT_IMAGE (the module is not loaded at import)
     project: Annotated[
         str | None, typer.Option(help="Name prefix of every object (default: this folder's).")
     ] = None,
@@ -60,7 +69,7 @@ def render_command(
 ) -> None:
     """Write the deployment files of one target for the groups of a mode."""
     from nanoservice.deploy import MODES, DeployError, find_config, load_config
-    from nanoservice.deploy.render import TARGETS, plan, render, write
+    from nanoservice.deploy.render import DEFAULT_IMAGE, TARGETS, plan, render, write
 
     if target not in TARGETS:
         raise die(f"--target: unknown target '{target}' (one of: {', '.join(TARGETS)})")
@@ -84,6 +93,12 @@ def render_command(
         written = write(render(target, the_plan), out)
     except OSError as exc:
         raise die(f"--out: cannot write to {out}: {exc.strerror or exc}") from None
+    if target != "systemd" and image == DEFAULT_IMAGE:
+        err_console.print(
+            f"[yellow]warning:[/yellow] no --image: the manifests run {DEFAULT_IMAGE}; "
+            "pass --image REGISTRY/NAME:VERSION",
+            soft_wrap=True,
+        )
     console.print(
         f"{target}: {len(the_plan.groups)} groups (mode {the_plan.mode}), "
         f"{len(written)} files in {out}"

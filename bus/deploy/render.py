@@ -66,6 +66,8 @@ class Plan:
     image: str
     groups: tuple[GroupPlan, ...]
     durability: DurabilitySpec
+    nats_url: str | None = None
+    """``nats.url`` of ``nano.yaml``, if set (the systemd target's default URL)."""
     grace: float = 20.0
     """Seconds a stopping host lets in-flight messages settle (``nano host --grace``)."""
 
@@ -111,6 +113,7 @@ def plan(
         image=image,
         groups=tuple(planned),
         durability=loaded.config.durability,
+        nats_url=loaded.config.nats.url,
     )
 
 

@@ -27,7 +27,10 @@ __all__ = [
 NATS_SECRET = "nano-nats"
 NATS_URL = "nats://nats.nats.svc.cluster.local:4222"
 """The client URL of the chart installed as release ``nats`` in namespace ``nats``."""
-NATS_MONITOR = "nats.nats.svc.cluster.local:8222"
+NATS_MONITOR = "nats-headless.nats.svc.cluster.local:8222"
+"""The chart's headless service: on a cluster KEDA's scaler asks ``<pod>.<this host>`` (the
+consumer's leader, the only node whose backlog count is current), which resolves only
+through the headless service."""
 CLUSTER_REPLICAS = 3
 _SECURITY = {
     "allowPrivilegeEscalation": False,
@@ -52,7 +55,7 @@ def _env() -> list[dict[str, Any]]:
     ]
 
 
-def _pod(the_plan: Plan, labels: dict[str, str], container: dict[str, Any]) -> dict[str, Any]:
+def _pod(labels: dict[str, str], container: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {"labels": labels},
         "spec": {
@@ -99,17 +102,16 @@ def deployment(the_plan: Plan, group: GroupPlan) -> dict[str, Any]:
         "readinessProbe": _probe(group, period=20, failures=2),
         "livenessProbe": _probe(group, period=30, failures=10),
     }
-    pod = _pod(the_plan, labels, container)
+    pod = _pod(labels, container)
     pod["spec"]["terminationGracePeriodSeconds"] = int(the_plan.grace) + 10
+    spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": pod}
+    if group.group.replicas.fixed:  # an autoscaled group's count is KEDA's to set
+        spec = {"replicas": group.group.replicas.initial, **spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": group.group.replicas.initial,
-            "selector": {"matchLabels": labels},
-            "template": pod,
-        },
+        "spec": spec,
     }
 
 
@@ -164,7 +166,7 @@ def provision_job(the_plan: Plan, replicas: int) -> dict[str, Any]:
         "env": _env(),
         "securityContext": _SECURITY,
     }
-    pod = _pod(the_plan, labels, container)
+    pod = _pod(labels, container)
     pod["spec"]["restartPolicy"] = "OnFailure"
     return {
         "apiVersion": "batch/v1",

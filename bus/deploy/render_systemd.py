@@ -114,7 +114,8 @@ def render_systemd(the_plan: Plan, layout: SystemdLayout | None = None) -> dict[
         f"{the_plan.project}.target": _target(the_plan),
         f"{the_plan.project}-provision.service": _provision_unit(the_plan, layout),
         "nats.env": "# Install as " + layout.env_file + " (mode 0600): the NATS URL, "
-        "credentials included (nats://user:password@host:4222).\nNATS_URL=nats://127.0.0.1:4222\n",
+        "credentials included (nats://user:password@host:4222).\n"
+        f"NATS_URL={the_plan.nats_url or 'nats://127.0.0.1:4222'}\n",
     }
     for group in the_plan.groups:
         files[f"{the_plan.project}-{group.slug}@.service"] = _group_unit(the_plan, group, layout)

@@ -120,6 +120,8 @@ def test_k8s_deployment_carries_the_group() -> None:
     assert "open_files=1024" in files["group-front.yaml"]  # said, since k8s has no such field
     rest = yaml.safe_load(files["group-rest.yaml"])
     assert rest["spec"]["replicas"] == 2
+    slow, _ = yaml.safe_load_all(files["group-slow.yaml"])
+    assert "replicas" not in slow["spec"]  # KEDA's to set: re-applying must not reset it
 
 
 def test_scaled_object_watches_each_consumer_of_its_group() -> None:
@@ -131,6 +133,11 @@ def test_scaled_object_watches_each_consumer_of_its_group() -> None:
     assert {t["metadata"]["stream"] for t in triggers} == {HELLO.stream.name, TWO.stream.name}
     assert all(t["type"] == "nats-jetstream" for t in triggers)
     assert triggers[0]["metadata"]["lagThreshold"] == "50"
+    # KEDA reaches a consumer's leader as <pod>.<host>: the chart's headless service
+    endpoint = triggers[0]["metadata"]["natsServerMonitoringEndpoint"]
+    assert endpoint.startswith("nats-headless.nats.svc.")
+    values = yaml.safe_load(files["nats-values.yaml"])["config"]
+    assert endpoint.endswith(f":{values['monitor']['port']}")
     assert scaled["spec"]["minReplicaCount"] == 0 and scaled["spec"]["maxReplicaCount"] == 4
 
 
@@ -225,6 +232,9 @@ def test_systemd_verify_refuses_a_broken_unit(tmp_path: Path) -> None:
 
 def test_systemd_limits_and_replica_instances() -> None:
     files = render_systemd(the_plan("micro"))
+    assert "NATS_URL=nats://127.0.0.1:4222\n" in files["nats.env"]
+    with_url = plan(parse_config(CONFIG + "nats: {url: 'nats://n1:4222,nats://n2:4222'}\n"), TABLES)
+    assert "NATS_URL=nats://n1:4222,nats://n2:4222\n" in render_systemd(with_url)["nats.env"]
     front = files["sample-front@.service"]
     assert "MemoryMax=268435456" in front and "LimitNOFILE=1024" in front
     assert "LimitCPU=600" in front and "Restart=always" in front

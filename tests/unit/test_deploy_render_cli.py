@@ -31,6 +31,7 @@ def test_render_writes_the_files_and_refuses_bad_input(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[0] == "k8s: 2 groups (mode micro), 5 files in out"
+    assert ok.stderr.startswith("warning: no --image: the manifests run nano-project:latest")
     front = yaml.safe_load((tmp_path / "out" / "group-front.yaml").read_text())
     assert front["metadata"]["name"] == "shop-front"
 
