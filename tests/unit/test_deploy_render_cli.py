@@ -35,6 +35,13 @@ def test_render_writes_the_files_and_refuses_bad_input(tmp_path: Path) -> None:
     front = yaml.safe_load((tmp_path / "out" / "group-front.yaml").read_text())
     assert front["metadata"]["name"] == "shop-front"
 
+    nano_mode = nano(
+        "deploy", "render", "-t", "systemd", "--mode", "nano", "-o", "sd", cwd=tmp_path
+    )
+    assert nano_mode.returncode == 0, nano_mode.stderr
+    assert nano_mode.stdout.splitlines()[0] == "systemd: 3 groups (mode nano), 6 files in sd"
+    assert any(p.name.endswith("-hello-greet@.service") for p in (tmp_path / "sd").iterdir())
+
     bad_target = nano("deploy", "render", "--target", "k9s", "--out", "out", cwd=tmp_path)
     assert bad_target.returncode == 1
     assert (
