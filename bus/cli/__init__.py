@@ -13,6 +13,7 @@ import typer
 
 from nanoservice.cli.debug import tail_command, trace_command
 from nanoservice.cli.debug_replay import replay_command
+from nanoservice.cli.deploy import deploy_app
 from nanoservice.cli.dlq import dlq_app
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.publish import publish_command
@@ -68,6 +69,7 @@ app.command("replay")(replay_command)
 app.command("tail")(tail_command)
 app.command("status")(status_command)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(deploy_app, name="deploy")
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ ENGINE_CORE = (
     "nanoservice.runtime.*",
     "nanoservice.nats.*",
     "nanoservice.workflow.*",
+    "nanoservice.deploy.*",
     "nanoservice.sdk.*",
     "nanoservice.testing.*",
     "nanoservice.types",
@@ -95,6 +96,17 @@ RULES = (
         "inspect returns plain data for the CLI and the console: no CLI, no engine internals",
         applies=("nanoservice.inspect.*",),
         forbid=("nanoservice.cli.*", "nanoservice.runtime.*", "nanoservice.testing.*"),
+    ),
+    Rule(
+        "the deployment model works offline, like workflows: no NATS, no runtime, no CLI",
+        applies=("nanoservice.deploy.*",),
+        forbid=(
+            "nats.*",
+            "nanoservice.nats.*",
+            "nanoservice.runtime.*",
+            "nanoservice.testing.*",
+            "nanoservice.cli.*",
+        ),
     ),
 )
 
