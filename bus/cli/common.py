@@ -8,7 +8,6 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import click
 import typer
 import typer.core
 from rich.console import Console
@@ -59,7 +58,6 @@ LogFormat = Annotated[
     str,
     typer.Option(
         "--log-format",
-        click_type=click.Choice(["text", "json"]),
         help="text, or json: one JSON object per line (workflow, step, execution, attempt).",
     ),
 ]
@@ -120,6 +118,8 @@ typer.core._TyperParameter.display_type = _display_type  # type: ignore[assignme
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     """Log to stderr; every line logged while a step handles a message carries its
     workflow, step, execution and attempt (``fmt``: ``text`` or ``json``)."""
+    if fmt not in ("text", "json"):
+        raise die(f"--log-format: {fmt!r} is not one of text, json")
     from nanoservice.observe.logs import setup_logging as observe_logging
 
     observe_logging(level, "json" if fmt == "json" else "text")

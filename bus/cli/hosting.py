@@ -64,12 +64,11 @@ async def run_host(
     lost: str | None = None
     try:
         middleware = observe.middleware if observe is not None else []
+        if observe is not None:  # metrics endpoint (a taken port fails here), sampler
+            banner = "\n".join([banner, *observe.start(backend.js, select_steps(tables, only))])
         async with serve(
             backend, tables, registry, steps=only, middleware=middleware, drain_timeout=grace
         ) as host:
-            if observe is not None:  # metrics endpoint, backlog sampler, tracing
-                lines = observe.start(backend.js, select_steps(tables, only))
-                banner = "\n".join([banner, *lines])
             watchdog = LoopWatchdog(lambda: (now if stop.is_set() else stop).set(), host.in_flight)
             watchdog.start()
             freeze_startup_heap()

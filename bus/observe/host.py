@@ -63,11 +63,11 @@ class HostObservability:
         """Start the endpoint and the sampler (on the running loop); lines for the banner."""
         lines: list[str] = []
         if self.metrics_port is not None:
+            self.server = serve_metrics(self.registry, self.metrics_port, self.metrics_host)
             if js is not None:
                 self.sampler = PendingSampler(js, steps, self.sample_interval)
                 self.registry.register(self.sampler)
                 self.sampler.start()
-            self.server = serve_metrics(self.registry, self.metrics_port, self.metrics_host)
             lines.append(f"metrics     {self.server.url}")
             if self.sd_file is not None:
                 write_file_sd(self.sd_file, [(self.server.target, self.sd_labels)])
