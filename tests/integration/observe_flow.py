@@ -119,7 +119,7 @@ def mismatches(text: str) -> list[str]:
     return out
 
 
-async def _host(url: str, spans_file: Path, steps: list[str]) -> None:
+async def _host(url: str, steps: list[str]) -> list[dict[str, Any]]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -140,7 +140,7 @@ async def _host(url: str, spans_file: Path, steps: list[str]) -> None:
     ):
         print("ready", flush=True)
         await stop.wait()
-    spans = [
+    return [
         {
             "name": s.name,
             "trace_id": f"{s.context.trace_id:032x}",
@@ -150,8 +150,8 @@ async def _host(url: str, spans_file: Path, steps: list[str]) -> None:
         }
         for s in exporter.get_finished_spans()
     ]
-    spans_file.write_text(json.dumps(spans))
 
 
 if __name__ == "__main__":
-    asyncio.run(_host(sys.argv[1], Path(sys.argv[2]), sys.argv[3:]))
+    found = asyncio.run(_host(sys.argv[1], sys.argv[3:]))
+    Path(sys.argv[2]).write_text(json.dumps(found))

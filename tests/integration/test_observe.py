@@ -5,6 +5,7 @@ processes whose spans nest (in-memory span exporter in each process)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -40,10 +41,8 @@ async def fresh(server: LocalServer) -> AsyncIterator[NATS]:
     """A connection, with the workflow's stream recreated empty and its table stored."""
     nc = await nats.connect(server.url)
     js = nc.jetstream()
-    try:
+    with contextlib.suppress(Exception):  # not there yet
         await js.delete_stream("NANO_COUNTED")
-    except Exception:  # not there yet
-        pass
     await provision(js, TABLE)
     try:
         yield nc
