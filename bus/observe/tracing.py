@@ -79,7 +79,11 @@ def trace_headers() -> dict[str, str]:
 
 
 class TracingMiddleware(Middleware):
-    """A span per delivery handled: ``<workflow>.<step>``, kind consumer."""
+    """A span per delivery handled: ``<workflow>.<step>``, kind consumer.
+
+    A delivery whose ``traceparent`` says its trace is not sampled gets no span (what the
+    parent-based samplers, the SDK's default, decide anyway) and costs one header lookup.
+    """
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
@@ -104,7 +108,10 @@ class TracingMiddleware(Middleware):
         execution = execution_of(step, delivery)
         parent = None
         forced = None
-        if TRACEPARENT in headers:
+        incoming = headers.get(TRACEPARENT)
+        if incoming is not None:
+            if incoming.endswith("-00"):  # the trace is sampled out upstream: no span here,
+                return await call_next(delivery)  # the outbox passes the context on as is
             parent = _PROPAGATOR.extract(headers)
         elif is_trigger(step, delivery):
             forced = _root_trace_id.set(execution_trace_id(step.workflow, execution))
@@ -127,10 +134,11 @@ class TracingMiddleware(Middleware):
             decision = await call_next(delivery)
         finally:
             otel_context.detach(token)
-        outcome = outcome_of(decision)
-        span.set_attribute("nano.outcome", outcome)
-        if outcome in ("retried", "dead_lettered"):
-            span.set_status(trace.StatusCode.ERROR)
+        if span.is_recording():  # sampled out: only the context travels on
+            outcome = outcome_of(decision)
+            span.set_attribute("nano.outcome", outcome)
+            if outcome in ("retried", "dead_lettered"):
+                span.set_status(trace.StatusCode.ERROR)
         if type(decision) is Publish and decision.messages:
             _stamp(span, decision)
         span.end()
@@ -150,7 +158,7 @@ def _stamp(span: trace.Span, decision: Publish) -> None:
         else:
             headers.pop(TRACESTATE, None)
     route = decision.messages[0].headers.get(ROUTE)
-    if route:
+    if route and span.is_recording():
         span.set_attribute("nano.route", route)
 
 

@@ -3,6 +3,7 @@ metrics: each part of ``nanoservice.observe`` on its own (fast, in process)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -199,3 +200,37 @@ def test_supervisor_restarts_and_replicas() -> None:
     labels = frozenset({"process": "hello.greet"}.items())
     assert got[("nano_supervisor_restarts_total", labels)] == 2
     assert got[("nano_supervisor_replicas", labels)] == 3
+
+
+def test_otlp_needs_its_exporter_package_or_says_which() -> None:
+    try:
+        import opentelemetry.exporter.otlp.proto.http  # noqa: F401
+    except ImportError:
+        with pytest.raises(NanoError, match=r"needs the package opentelemetry-exporter-otlp-proto"):
+            tracer_provider_from_env({"OTEL_TRACES_EXPORTER": "otlp"})
+    else:
+        provider = tracer_provider_from_env({"OTEL_TRACES_EXPORTER": "otlp"})
+        assert provider is not None
+        provider.shutdown()
+
+
+async def test_a_trace_sampled_out_upstream_makes_no_span_and_passes_on() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus = MemoryBus()
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    tracing = TracingMiddleware(provider.get_tracer("t"))
+    table = compile_text(
+        "name: quiet\nsteps:\n  a: {node: transform, with: {expr: 'input'}}\n", REGISTRY
+    )
+    seen: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+    async with bus.hosting([table], REGISTRY, middleware=[tracing]):
+        watch = await bus.subscribe(
+            "nano.quiet._done.q1", lambda subject, data, headers: seen.set_result(dict(headers))
+        )
+        await bus.publish("nano.quiet._start.q1", b"{}", {"traceparent": unsampled})
+        headers = await asyncio.wait_for(seen, 5)
+        await watch.unsubscribe()
+    assert exporter.get_finished_spans() == ()
+    assert headers["traceparent"] == unsampled
