@@ -110,8 +110,8 @@ class TracingMiddleware(Middleware):
         forced = None
         incoming = headers.get(TRACEPARENT)
         if incoming is not None:
-            if incoming.endswith("-00"):  # the trace is sampled out upstream: no span here,
-                return await call_next(delivery)  # the outbox passes the context on as is
+            if _sampled_out(incoming):  # no span here: the outbox passes the context on
+                return await call_next(delivery)
             parent = _PROPAGATOR.extract(headers)
         elif is_trigger(step, delivery):
             forced = _root_trace_id.set(execution_trace_id(step.workflow, execution))
@@ -143,6 +143,15 @@ class TracingMiddleware(Middleware):
             _stamp(span, decision)
         span.end()
         return decision
+
+
+def _sampled_out(traceparent: str) -> bool:
+    """The trace-flags' sampled bit (the last two hex digits) is clear."""
+    flags = traceparent[-2:]
+    return flags in _UNSAMPLED
+
+
+_UNSAMPLED = frozenset(f"{flags:02x}" for flags in range(256) if not flags & 1)
 
 
 def _stamp(span: trace.Span, decision: Publish) -> None:

@@ -32,6 +32,7 @@ import importlib.util
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -45,8 +46,11 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from nanoservice.observe.logs import LogContext
 from nanoservice.observe.metrics import EngineMetrics, MetricsMiddleware
 from nanoservice.observe.tracing import ExecutionTraceIds, TracingMiddleware
-from nanoservice.runtime.middleware import Middleware
+from nanoservice.runtime.decision import Decision, Outbound, Publish
+from nanoservice.runtime.middleware import Middleware, chain_messages
 from nanoservice.runtime.serve import serve
+from nanoservice.runtime.step import CompiledStep
+from nanoservice.workflow.compiler import compile_text
 
 pytestmark = pytest.mark.bench
 MODES = ("baseline", "off", "logs", "metrics", "traced", "traced10")
@@ -121,8 +125,51 @@ async def run(
     return float(result.events_per_s), float(result.client_cpu_us_per_event)
 
 
+class _Delivery:
+    """A step message as the second step of the pipeline receives it."""
+
+    stream_seq = 1
+    delivered = 1
+
+    def __init__(self, subject: str, headers: dict[str, str]) -> None:
+        self.subject = subject
+        self.headers = headers
+
+
+async def hook_cost(pipeline: ModuleType, mode: str, calls: int = 20000) -> float:
+    """Microseconds the middleware of ``mode`` adds to handling one delivery (the message
+    hooks around a decision that publishes one message; no wire, no export thread)."""
+    table = compile_text(
+        pipeline.WORKFLOW_YAML.format(name="cost", concurrency=""), pipeline.REGISTRY
+    )
+    step = CompiledStep(table, table.steps["s2"])
+    chain, provider, _ = middleware_for(mode)
+    for mw in chain:
+        mw.setup(step)
+
+    async def decide(delivery: Any) -> Decision:
+        return Publish([Outbound("nano.cost.s3.e1", b"{}", {"Nano-Step": "s2"})])
+
+    call = chain_messages(chain, step, decide)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-"
+    deliveries = [
+        _Delivery("nano.cost.s2.e1", {"traceparent": parent + ("01" if i % 10 == 0 else "00")})
+        if mode == "traced10"
+        else _Delivery("nano.cost.s2.e1", {"traceparent": parent + "01"})
+        for i in range(10)
+    ]
+    started = time.process_time()
+    for i in range(calls):
+        await call(deliveries[i % 10])
+    spent = time.process_time() - started
+    if provider is not None:
+        provider.shutdown()
+    return spent / calls * 1e6
+
+
 async def bench(url: str, n: int, window: int, rounds: int) -> dict[str, Any]:
     pipeline = _load_pipeline_bench()
+    hooks = {m: round(await hook_cost(pipeline, m), 2) for m in MODES if m != "baseline"}
     rate: dict[str, list[float]] = {m: [] for m in MODES}
     cpu: dict[str, list[float]] = {m: [] for m in MODES}
     rate_ratio: dict[str, list[float]] = {m: [] for m in MODES if m != "off"}
@@ -145,6 +192,7 @@ async def bench(url: str, n: int, window: int, rounds: int) -> dict[str, Any]:
                 rate_ratio[mode].append(round(events / got["off"][0], 3))
                 cpu_ratio[mode].append(round(us / got["off"][1], 3))
     return {
+        "hook_us_per_delivery": hooks,
         "median_events_per_s": {m: round(statistics.median(v)) for m, v in rate.items()},
         "median_cpu_us_per_event": {m: round(statistics.median(v), 1) for m, v in cpu.items()},
         "throughput_ratio_to_off": rate_ratio,
@@ -171,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
             server = stack.enter_context(LocalServer(ServerOptions(store_dir=Path(tmp) / "nats")))
             url = server.url
         report = asyncio.run(bench(url, args.n, args.window, args.rounds))
+    print("middleware alone, CPU us per delivery:", report["hook_us_per_delivery"])
     print(f"{'mode':8} {'ev/s':>8} {'CPU us/ev':>9}  throughput / off    CPU / off (per round)")
     for mode, value in report["median_events_per_s"].items():
         us = report["median_cpu_us_per_event"][mode]

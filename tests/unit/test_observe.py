@@ -219,7 +219,7 @@ async def test_a_trace_sampled_out_upstream_makes_no_span_and_passes_on() -> Non
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     bus = MemoryBus()
-    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02"  # random, not sampled
     tracing = TracingMiddleware(provider.get_tracer("t"))
     table = compile_text(
         "name: quiet\nsteps:\n  a: {node: transform, with: {expr: 'input'}}\n", REGISTRY
