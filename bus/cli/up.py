@@ -93,8 +93,6 @@ def up_command(
     from nanoservice.workflow.project import find_workflow_files, project_registry
 
     setup_logging(log_level, log_format)
-    if metrics_port is None:  # as for NATS: the usual port, or a free one if it is taken
-        metrics_port = DEFAULT_METRICS_PORT if _port_free(DEFAULT_METRICS_PORT) else 0
     try:
         registry = project_registry(nodes or [Path("nodes")])
         paths = find_workflow_files(files or [])
@@ -268,7 +266,11 @@ async def _serve(
         grace=grace,
         replicas=replicas or 1,
         follow=follow,
-        observe=HostObservability(metrics_port=metrics_port, sd_file=sd_file),
+        observe=HostObservability(  # as for NATS: the usual port, or any free one if taken
+            metrics_port=DEFAULT_METRICS_PORT if metrics_port is None else metrics_port,
+            any_port_if_taken=metrics_port is None,
+            sd_file=sd_file,
+        ),
     )
 
 

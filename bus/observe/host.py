@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from nanoservice.errors import NanoError
 from nanoservice.observe.discovery import write_file_sd
 from nanoservice.observe.exposition import MetricsServer, serve_metrics
 from nanoservice.observe.logs import LogContext
@@ -23,20 +24,23 @@ __all__ = ["HostObservability"]
 
 
 class HostObservability:
-    """Metrics (when ``metrics_port`` is given: 0 picks a free port), tracing (as the
-    ``OTEL_*`` variables say, off by default) and log fields, for one host process."""
+    """Metrics (when ``metrics_port`` is given: 0 picks a free port, and so does a taken
+    port with ``any_port_if_taken``), tracing (as the ``OTEL_*`` variables say, off by
+    default) and log fields, for one host process."""
 
     def __init__(
         self,
         *,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        any_port_if_taken: bool = False,
         sd_file: Path | None = None,
         sd_labels: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         sample_interval: float = 5.0,
     ) -> None:
         self.metrics_port = metrics_port
+        self.any_port_if_taken = any_port_if_taken
         self.metrics_host = metrics_host
         self.sd_file = sd_file
         self.sd_labels = dict(sd_labels or {})
@@ -63,7 +67,12 @@ class HostObservability:
         """Start the endpoint and the sampler (on the running loop); lines for the banner."""
         lines: list[str] = []
         if self.metrics_port is not None:
-            self.server = serve_metrics(self.registry, self.metrics_port, self.metrics_host)
+            try:
+                self.server = serve_metrics(self.registry, self.metrics_port, self.metrics_host)
+            except NanoError:
+                if not self.any_port_if_taken:
+                    raise
+                self.server = serve_metrics(self.registry, 0, self.metrics_host)
             if js is not None:
                 self.sampler = PendingSampler(js, steps, self.sample_interval)
                 self.registry.register(self.sampler)
@@ -83,5 +92,7 @@ class HostObservability:
         if self.server is not None:
             self.server.close()
             self.server = None
+            if self.sd_file is not None:  # no target left behind for Prometheus to miss
+                self.sd_file.unlink(missing_ok=True)
         if self.provider is not None:
             self.provider.shutdown()

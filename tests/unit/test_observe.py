@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from nanoservice.errors import NanoError
 from nanoservice.observe.discovery import write_file_sd
+from nanoservice.observe.host import HostObservability
 from nanoservice.observe.http import HttpMetrics
 from nanoservice.observe.logs import ContextFilter, JsonFormatter, LogContext, TextFormatter
 from nanoservice.observe.supervisor import SupervisorMetrics
@@ -234,3 +235,23 @@ async def test_a_trace_sampled_out_upstream_makes_no_span_and_passes_on() -> Non
         await watch.unsubscribe()
     assert exporter.get_finished_spans() == ()
     assert headers["traceparent"] == unsampled
+
+
+async def test_a_taken_default_port_falls_back_and_the_targets_file_goes_at_stop(
+    tmp_path: Path,
+) -> None:
+    first = HostObservability(metrics_port=0, environ={})
+    first.start(None, [])
+    assert first.server is not None
+    taken = first.server.port
+    sd = tmp_path / "targets.json"
+    second = HostObservability(metrics_port=taken, any_port_if_taken=True, sd_file=sd, environ={})
+    second.start(None, [])
+    assert second.server is not None and second.server.port not in (taken, 0)
+    assert json.loads(sd.read_text())[0]["targets"] == [second.server.target]
+    strict = HostObservability(metrics_port=taken, environ={})
+    with pytest.raises(NanoError, match=rf"^cannot serve metrics on 127.0.0.1:{taken}: "):
+        strict.start(None, [])
+    await second.stop()
+    await first.stop()
+    assert not sd.exists()
