@@ -255,3 +255,43 @@ async def test_a_taken_default_port_falls_back_and_the_targets_file_goes_at_stop
     await second.stop()
     await first.stop()
     assert not sd.exists()
+
+
+async def test_settler_lines_after_handling_carry_the_ids(json_lines: io.StringIO) -> None:
+    from nanoservice.runtime.decision import Outbound, Publish
+    from nanoservice.runtime.outbox import Outbox
+    from nanoservice.runtime.settler import Settler
+    from nanoservice.runtime.step import CompiledStep
+
+    class Refusing:  # a server that stores nothing
+        async def publish(self, subject: str, data: bytes, headers: Any) -> Any:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(RuntimeError("no stream captures this subject"))
+            return fut
+
+    class Delivery:
+        subject, headers, data, delivered, stream_seq = "nano.talk.b.e9", {}, b"{}", 2, 7
+        naks: list[float] = []
+
+        async def ack(self) -> None: ...
+        async def nak(self, delay: float = 0.0) -> None:
+            self.naks.append(delay)
+
+        async def in_progress(self) -> None: ...
+
+    step = CompiledStep(TABLE, TABLE.steps["b"])
+    settler = Settler(step, Outbox(step), Refusing(), outage=0.5)  # type: ignore[arg-type]
+    delivery = Delivery()
+    await settler.settle(delivery, Publish([Outbound("nano.talk._done.e9", b"{}", {})]), "e9")  # type: ignore[arg-type]
+    await settler.drain(5)
+    assert delivery.naks == [1.0]
+    lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
+    ours = [line for line in lines if line["logger"] == "nanoservice.runtime"]
+    assert [line["level"] for line in ours] == ["warning", "error"]
+    for line in ours:
+        assert (line["workflow"], line["step"], line["execution"], line["attempt"]) == (
+            "talk",
+            "b",
+            "e9",
+            2,
+        )
