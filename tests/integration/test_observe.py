@@ -171,3 +171,60 @@ async def test_one_trace_across_two_processes_with_nested_spans(
     assert attempts == [1, 2]
     outcomes = sorted(s["attributes"]["nano.outcome"] for s in by_name["counted.merge"])  # type: ignore[index]
     assert outcomes == ["ok", "waiting"]
+
+
+async def test_http_metrics_and_server_span_over_real_http() -> None:
+    import httpx
+    import uvicorn
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from prometheus_client import CollectorRegistry, generate_latest
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from nanoservice.nats.local_server import free_port
+    from nanoservice.observe.http import HttpMetrics
+    from nanoservice.observe.tracing import trace_headers
+
+    async def start(request: Request) -> JSONResponse:
+        return JSONResponse(trace_headers(), status_code=202)
+
+    registry = CollectorRegistry()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = Starlette(
+        routes=[Route("/workflows/{name}", start, methods=["POST"])],
+        middleware=[Middleware(HttpMetrics, registry=registry, tracer=provider.get_tracer("t"))],
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            sent = await http.post("/workflows/hello", headers={"traceparent": parent})
+            missing = await http.get("/nope")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+    assert (sent.status_code, missing.status_code) == (202, 404)
+    got = samples(generate_latest(registry).decode())
+    ok = {"route": "/workflows/{name}", "method": "POST", "status": "202"}
+    assert got[("nano_http_requests_total", frozenset(ok.items()))] == 1
+    lost = {"route": "unmatched", "method": "GET", "status": "404"}
+    assert got[("nano_http_requests_total", frozenset(lost.items()))] == 1
+    (span, _) = exporter.get_finished_spans()
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert sent.json()["traceparent"].split("-")[1:3] == [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        f"{span.context.span_id:016x}",
+    ]
