@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import typing
 from collections.abc import Coroutine
 from pathlib import Path
@@ -24,6 +22,8 @@ __all__ = [
     "TOKEN_RULE",
     "Files",
     "Grace",
+    "LogFormat",
+    "MetricsPort",
     "NatsUrl",
     "NodesDir",
     "Reconnects",
@@ -52,6 +52,23 @@ Files = Annotated[
 NodesDir = Annotated[
     list[Path] | None,
     typer.Option("--nodes", help="Local node folders (default: ./nodes)."),
+]
+
+LogFormat = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        help="text, or json: one JSON object per line (workflow, step, execution, attempt).",
+    ),
+]
+
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: any free port).",
+        show_default=False,
+    ),
 ]
 
 Grace = Annotated[
@@ -98,13 +115,14 @@ _typer_display_type = typer.core._TyperParameter.display_type
 typer.core._TyperParameter.display_type = _display_type  # type: ignore[assignment]
 
 
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str = "info", fmt: str = "text") -> None:
+    """Log to stderr; every line logged while a step handles a message carries its
+    workflow, step, execution and attempt (``fmt``: ``text`` or ``json``)."""
+    if fmt not in ("text", "json"):
+        raise die(f"--log-format: {fmt!r} is not one of text, json")
+    from nanoservice.observe.logs import setup_logging as observe_logging
+
+    observe_logging(level, "json" if fmt == "json" else "text")
 
 
 def die(message: str, code: int = 1) -> typer.Exit:

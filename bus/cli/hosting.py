@@ -24,6 +24,7 @@ from nanoservice.errors import NanoError
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
+    from nanoservice.observe.host import HostObservability
     from nanoservice.runtime.host import Host
     from nanoservice.sdk.registry import Registry
     from nanoservice.workflow.table import RoutingTable
@@ -43,11 +44,12 @@ async def run_host(
     grace: float = 10.0,
     replicas: int | None = None,
     follow: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    observe: HostObservability | None = None,
 ) -> None:
     """Serve ``tables`` on ``nc`` (all steps, or ``only``) until stopped."""
     from nanoservice.nats.backend import NatsBackend
     from nanoservice.nats.connect import wait_closed
-    from nanoservice.runtime.host import freeze_startup_heap
+    from nanoservice.runtime.host import freeze_startup_heap, select_steps
     from nanoservice.runtime.serve import serve
     from nanoservice.runtime.watchdog import LoopWatchdog
 
@@ -61,7 +63,12 @@ async def run_host(
     unsettled = 0
     lost: str | None = None
     try:
-        async with serve(backend, tables, registry, steps=only, drain_timeout=grace) as host:
+        middleware = observe.middleware if observe is not None else []
+        if observe is not None:  # metrics endpoint (a taken port fails here), sampler
+            banner = "\n".join([banner, *observe.start(backend.js, select_steps(tables, only))])
+        async with serve(
+            backend, tables, registry, steps=only, middleware=middleware, drain_timeout=grace
+        ) as host:
             watchdog = LoopWatchdog(lambda: (now if stop.is_set() else stop).set(), host.in_flight)
             watchdog.start()
             freeze_startup_heap()
@@ -84,6 +91,8 @@ async def run_host(
                     await asyncio.wait_for(host.stop(1.0), 2.0)
             watchdog.stop()
     finally:
+        if observe is not None:
+            await observe.stop()
         if unsettled or lost is not None:  # close what is left, quietly and bounded
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(backend.transport.close(), 5)

@@ -16,6 +16,8 @@ import typer
 from nanoservice.cli.common import (
     Files,
     Grace,
+    LogFormat,
+    MetricsPort,
     NatsUrl,
     NodesDir,
     Reconnects,
@@ -41,6 +43,7 @@ __all__ = ["host_command", "up_command"]
 log = logging.getLogger("nanoservice.cli.up")
 
 DEFAULT_PORT = 4222
+DEFAULT_METRICS_PORT = 9477
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
 
 
@@ -79,6 +82,8 @@ def up_command(
     ] = None,
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
+    metrics_port: MetricsPort = None,
     reconnect_attempts: Reconnects = -1,
     grace: Grace = 10.0,
 ) -> None:
@@ -87,7 +92,7 @@ def up_command(
     from nanoservice.nats.local_server import NatsServerError, NatsServerNotFound
     from nanoservice.workflow.project import find_workflow_files, project_registry
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     try:
         registry = project_registry(nodes or [Path("nodes")])
         paths = find_workflow_files(files or [])
@@ -117,6 +122,8 @@ def up_command(
                 moved=port is None,
                 grace=grace,
                 targets=[Path(f) for f in files or []],
+                metrics_port=metrics_port,
+                sd_file=data_dir / "prometheus" / "targets.json",
             )
         )
     finally:
@@ -219,11 +226,14 @@ async def _serve(
     moved: bool = False,
     grace: float = 10.0,
     targets: list[Path] | None = None,
+    metrics_port: int | None = None,
+    sd_file: Path | None = None,
 ) -> None:
     from nanoservice.cli.hosting import run_host
     from nanoservice.cli.reload import follow_files
     from nanoservice.nats.local_cluster import LocalCluster
     from nanoservice.nats.provision import provision
+    from nanoservice.observe.host import HostObservability
 
     nc = await _connect(url, "nano up", reconnect_attempts)
     js = nc.jetstream()
@@ -256,6 +266,11 @@ async def _serve(
         grace=grace,
         replicas=replicas or 1,
         follow=follow,
+        observe=HostObservability(  # as for NATS: the usual port, or any free one if taken
+            metrics_port=DEFAULT_METRICS_PORT if metrics_port is None else metrics_port,
+            any_port_if_taken=metrics_port is None,
+            sd_file=sd_file,
+        ),
     )
 
 
@@ -307,6 +322,8 @@ def host_command(
     nats_url: NatsUrl = None,
     nodes: NodesDir = None,
     log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
+    metrics_port: MetricsPort = None,
     reconnect_attempts: Reconnects = -1,
     grace: Grace = 10.0,
 ) -> None:
@@ -318,13 +335,17 @@ def host_command(
     from nanoservice.nats.connect import resolve_url
     from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     try:
         registry = project_registry(nodes or [Path("nodes")])
         tables = compile_files(find_workflow_files(files), registry) if files else None
     except NanoError as exc:
         raise die(str(exc)) from None
-    run(_host(resolve_url(nats_url), tables, registry, steps, reconnect_attempts, grace))
+    run(
+        _host(
+            resolve_url(nats_url), tables, registry, steps, reconnect_attempts, grace, metrics_port
+        )
+    )
 
 
 async def _host(
@@ -334,8 +355,10 @@ async def _host(
     steps: list[str] | None,
     reconnect_attempts: int = -1,
     grace: float = 10.0,
+    metrics_port: int | None = None,
 ) -> None:
     from nanoservice.nats.provision import load_tables, provision
+    from nanoservice.observe.host import HostObservability
 
     nc = await _connect(url, "nano host", reconnect_attempts)
     if tables is None:
@@ -347,4 +370,7 @@ async def _host(
             await provision(nc.jetstream(), table)
     from nanoservice.cli.hosting import run_host
 
-    await run_host(nc, tables, registry, steps, banner=f"NATS        {url}", grace=grace)
+    observe = HostObservability(metrics_port=metrics_port)
+    await run_host(
+        nc, tables, registry, steps, banner=f"NATS        {url}", grace=grace, observe=observe
+    )

@@ -154,6 +154,7 @@ class Settler:
                 pending.execution,
                 "its dead letter" if pending.dead_letter else "its output",
                 self.outage,
+                extra=self._fields(pending),
             )
             await delivery.nak(1.0)
             return
@@ -175,6 +176,7 @@ class Settler:
                     self.step.workflow,
                     self.step.name,
                     pending.execution,
+                    extra=self._fields(pending),
                 )
             await asyncio.sleep(delay)
             await self._heartbeat(pending)
@@ -199,6 +201,7 @@ class Settler:
                 self.step.name,
                 pending.execution,
                 exc,
+                extra=self._fields(pending),
             )
             await pending.delivery.nak(5.0)
             return
@@ -208,6 +211,16 @@ class Settler:
         await self._store(
             _Pending(pending.delivery, futures, messages, pending.execution, True, None)
         )
+
+    def _fields(self, pending: _Pending) -> dict[str, object]:
+        """The log fields of a delivery (these lines are logged after its handling ended)."""
+        step = self.step
+        return {
+            "workflow": step.workflow,
+            "step": step.name,
+            "execution": pending.execution,
+            "attempt": pending.delivery.delivered,
+        }
 
     async def _forget(self, key: str) -> None:
         if self.joins is None:

@@ -108,6 +108,11 @@ RULES = (
             "nanoservice.cli.*",
         ),
     ),
+    Rule(
+        "observability is middleware on any backend: no NATS, no CLI, no particular node",
+        applies=("nanoservice.observe.*",),
+        forbid=("nats.*", "nanoservice.nats.*", "nanoservice.cli.*", "nanoservice.nodes.*"),
+    ),
 )
 
 # Known violations, (module, imported module). Each entry must still be needed: the test
