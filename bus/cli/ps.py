@@ -15,9 +15,9 @@ __all__ = ["ps_command"]
 
 def ps_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    data_dir: Annotated[
-        Path, typer.Option(help="The folder `nano up` keeps its state in.")
-    ] = Path(".nano"),
+    data_dir: Annotated[Path, typer.Option(help="The folder `nano up` keeps its state in.")] = Path(
+        ".nano"
+    ),
 ) -> None:
     """List the supervised processes: group, replica, steps, pid, state, restarts, uptime,
     memory."""
