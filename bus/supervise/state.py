@@ -32,6 +32,9 @@ def write_state(path: Path, replicas: Iterable[Replica], *, mode: str) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (0 or less: no)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

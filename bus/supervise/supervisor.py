@@ -28,6 +28,8 @@ __all__ = ["Replica", "Supervisor"]
 
 log = logging.getLogger("nanoservice.supervise")
 
+CLEAN = ("exit code 0", "killed by SIGTERM")
+"""How a process asked to stop may end and count as stopped cleanly."""
 MEMORY_CHECK = 0.2
 """Seconds between RSS reads of a process with a memory limit."""
 
@@ -172,7 +174,7 @@ class Supervisor:
         return [
             f"{r.label}: {r.last_exit}"
             for r in self.all()
-            if r.last_exit not in (None, "exit code 0") and r.state != "failed"
+            if r.last_exit not in (None, *CLEAN) and r.state != "failed"
         ]
 
     def stop_now(self, sig: signal.Signals = signal.SIGTERM) -> None:
