@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
@@ -335,6 +334,8 @@ async def _supervise(
     targets: list[Path] | None,
     publish: Callable[[RoutingTable], Awaitable[None]],
 ) -> None:
+    import asyncio
+
     from nanoservice.cli.reload import follow_files
     from nanoservice.cli.supervised import HostOptions, run_supervised
     from nanoservice.supervise.state import STATE_NAME

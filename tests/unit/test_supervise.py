@@ -51,7 +51,8 @@ async def test_output_is_prefixed_and_ready_is_read_from_stdout() -> None:
     sup.run(ProcessSpec("web", py(code)), 2)
     await asyncio.wait_for(sup.wait_ready(), 20)
     assert {r.state for r in sup.all()} == {"ready"}
-    assert "[web/1] ready now" in log.lines and "[web/2] oops" in log.lines
+    assert "[web/1] ready now" in log.lines and "[web/2] ready now" in log.lines
+    assert await log.wait_for("[web/2] oops") == "[web/2] oops"  # stderr, read on its own
     assert await sup.stop(5) == []  # SIGTERM ends them: that is a clean stop
 
 
