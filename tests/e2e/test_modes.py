@@ -1,10 +1,12 @@
 """hello and every pattern workflow through `nano up` in monolith, micro and nano mode: one
 `nano up` per mode (all workflows at once), the same results in each, exactly one result per
-execution. The mode is the only thing that changes (``--mode``; nano.yaml names the groups)."""
+execution. The mode is the only thing that changes (``--mode``; nano.yaml names the groups).
+The monolith runs twice: in the `nano up` process, and as one supervised child."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,18 @@ import pytest
 
 from nanoservice.nats.client import Client
 from tests.e2e.modes_project import Up, make_project, on_nats, pattern_specs, results_per_execution
+from tests.e2e.processes import NANO, nano_env
 from tests.patterns.test_patterns import matches
 
 pytestmark = pytest.mark.timeout(600)
 
-MODES = ["monolith", "micro", "nano"]
+MODES = ["monolith", "supervised-monolith", "micro", "nano"]
+ARGS = {
+    "monolith": ["--mode", "monolith"],  # in the nano up process itself
+    "supervised-monolith": ["--mode", "monolith", "--supervise"],  # one child process
+    "micro": ["--mode", "micro"],
+    "nano": ["--mode", "nano"],
+}
 NANO_YAML = """\
 groups:
   greeting: {steps: [hello.normalize, hello.greet]}
@@ -83,7 +92,7 @@ def check_against_specs(summary: dict[str, Any]) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_every_workflow_through_nano_up(project: Path, mode: str) -> None:
     began = time.monotonic()
-    up = Up(project, "--mode", mode, data_dir=f".nano-{mode}", ready_timeout=300)
+    up = Up(project, *ARGS[mode], data_dir=f".nano-{mode}", ready_timeout=300)
     try:
         timings[f"{mode} start"] = time.monotonic() - began
         processes = {(p["group"], p["replica"]) for p in up.ps()} if mode != "monolith" else set()
@@ -97,12 +106,49 @@ def test_every_workflow_through_nano_up(project: Path, mode: str) -> None:
     steps = 3 + sum(
         len(w["steps"]) for s in SPECS.values() for w in [s["workflow"], *s.get("also", [])]
     )
-    expected = {"monolith": 0, "micro": 3, "nano": steps}[mode]
+    expected = {"monolith": 0, "supervised-monolith": 1, "micro": 3, "nano": steps}[mode]
     assert len(processes) == expected, sorted(processes)
     print(f"\n{mode}: {len(processes) or 1} host processes, timings {timings}")
 
 
 def test_the_three_modes_gave_the_same_results() -> None:
     assert sorted(summaries) == sorted(MODES), "a mode's run failed (see above)"
+    assert summaries["supervised-monolith"] == summaries["monolith"]
     assert summaries["micro"] == summaries["monolith"]
     assert summaries["nano"] == summaries["monolith"]
+
+
+@pytest.mark.parametrize(
+    ("args", "nano_yaml", "expected"),
+    [
+        (["--mode", "mikro"], None, "error: --mode mikro: use one of monolith, micro, nano"),
+        (
+            [],
+            "mode: nano\nper: steps\n",
+            "error: nano.yaml:2: per: Input should be 'step' or 'node'",
+        ),
+        (
+            ["--mode", "micro"],
+            "groups:\n  a: {steps: [hello.greet]}\n",
+            "error: nano.yaml:1: no group runs hello.normalize, hello.record (name them in a "
+            "group, or add `steps: ['*']` to one)",
+        ),
+    ],
+)
+def test_bad_modes_and_files_are_one_line_errors(
+    tmp_path: Path, args: list[str], nano_yaml: str | None, expected: str
+) -> None:
+    root = make_project(tmp_path / "p")
+    if nano_yaml is not None:
+        (root / "nano.yaml").write_text(nano_yaml)
+    done = subprocess.run(
+        [str(NANO), "up", "--port", "0", *args],
+        cwd=root,
+        env=nano_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.strip() == expected, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
