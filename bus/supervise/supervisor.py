@@ -71,6 +71,11 @@ class Replica:
 
 
 Sink = Callable[[str], None]
+RESTARTED = "restarted with a new command"
+
+
+def _ended(replica: Replica) -> bool:
+    return replica.task is None or replica.task.done()
 
 
 def _print(stream: object) -> Sink:
@@ -103,20 +108,23 @@ class Supervisor:
 
     def run(self, spec: ProcessSpec, count: int = 1) -> None:
         """Run ``count`` replicas of ``spec`` (replacing a spec of that name: its replicas
-        are restarted one at a time with the new command)."""
+        are restarted with the new command, not counted as failures)."""
         old = self.specs.get(spec.name)
         self.specs[spec.name] = spec
         if old is not None and old != spec:
             for replica in self.replicas.get(spec.name, []):
                 if replica.wanted:
                     replica.spec = spec
-                    self._terminate(replica, "its command changed")
+                    replica.kill_reason = RESTARTED
+                    self._terminate(replica, "its command changed; restarting it")
         self.scale(spec.name, count)
 
     def scale(self, name: str, count: int) -> None:
         """Grow or shrink ``name`` to ``count`` running replicas (highest index goes first)."""
         spec = self.specs[name]
-        running = [r for r in self.replicas.setdefault(name, []) if r.wanted]
+        kept = [r for r in self.replicas.get(name, []) if r.wanted or not _ended(r)]
+        self.replicas[name] = kept  # replicas scaled away and ended are forgotten
+        running = [r for r in kept if r.wanted]
         for replica in running[count:]:
             replica.wanted = False
             self._terminate(replica, "scaled down")
@@ -147,9 +155,11 @@ class Supervisor:
             pending = [r for r in self.all() if r.wanted and r.state not in ("ready", "failed")]
             if not pending:
                 return
-            await asyncio.wait(
-                [asyncio.ensure_future(r.ready.wait()) for r in pending[:1]], timeout=0.5
-            )
+            waiter = asyncio.ensure_future(pending[0].ready.wait())
+            try:
+                await asyncio.wait([waiter], timeout=0.5)
+            finally:
+                waiter.cancel()
 
     @property
     def failed(self) -> list[Replica]:
@@ -208,6 +218,8 @@ class Supervisor:
             lived = 0.0 if code is None else time.monotonic() - began  # None: never started
             if not replica.wanted or self.stopping:
                 break
+            if replica.last_exit == RESTARTED:  # asked to, with a new command: not a failure
+                continue
             backoff = spec.backoff
             if lived >= backoff.reset_after:
                 failures, delay = 0, backoff.initial
@@ -241,7 +253,6 @@ class Supervisor:
             PYTHONUNBUFFERED="1",
             COLUMNS=env.get("COLUMNS", "250"),
         )
-        replica.kill_reason = None
         replica.ready.clear()
         replica.state = "starting"
         try:
@@ -280,6 +291,7 @@ class Supervisor:
         await asyncio.wait(pumps, timeout=2)
         replica.proc = None
         replica.last_exit = replica.kill_reason or describe_exit(code)
+        replica.kill_reason = None
         return code
 
     async def _pump(

@@ -163,3 +163,15 @@ async def test_state_of_a_supervisor_that_is_gone_shows_gone(tmp_path: Path) -> 
     path.write_text(path.read_text().replace(f'"supervisor": {os.getpid()}', '"supervisor": 0'))
     state = read_state(path)
     assert state is not None and not state["running"] and state["processes"][0]["state"] == "gone"
+
+
+async def test_a_changed_spec_restarts_its_replicas_with_the_new_command() -> None:
+    log = Log()
+    sup = supervisor(log)
+    sup.run(ProcessSpec("w", py("import time; print('ready v1'); time.sleep(30)")), 2)
+    await asyncio.wait_for(sup.wait_ready(), 20)
+    sup.run(ProcessSpec("w", py("import time; print('ready v2'); time.sleep(30)")), 2)
+    assert await log.wait_for("[w/1] ready v2") and await log.wait_for("[w/2] ready v2")
+    assert not [line for line in log.lines if "restarting in" in line]  # not a crash
+    assert [r.restarts for r in sup.all()] == [0, 0]
+    await sup.stop(5)
