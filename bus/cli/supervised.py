@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,17 +32,29 @@ __all__ = ["HostOptions", "run_supervised", "spec_of"]
 STATE_EVERY = 1.0
 
 
+@dataclass(frozen=True)
 class HostOptions:
-    """What every child host is started with besides its steps."""
+    """What every child host is started with besides its steps (``extra_args``: more
+    ``nano host`` options, e.g. for metrics or the log format)."""
 
-    def __init__(self, url: str, *, nodes: list[Path], log_level: str, grace: float) -> None:
-        self.url, self.nodes, self.log_level, self.grace = url, nodes, log_level, grace
+    url: str
+    nodes: list[Path]
+    log_level: str
+    grace: float
+    extra_args: tuple[str, ...] = ()
 
     def argv(self, group: ProcessGroup) -> tuple[str, ...]:
         args = [sys.executable, "-m", "nanoservice.cli", *group.host_args(), "--nats-url", self.url]
         for folder in self.nodes:
             args += ["--nodes", str(folder)]
-        return (*args, "--log-level", self.log_level, "--grace", f"{self.grace:g}")
+        return (
+            *args,
+            "--log-level",
+            self.log_level,
+            "--grace",
+            f"{self.grace:g}",
+            *self.extra_args,
+        )
 
 
 def spec_of(group: ProcessGroup, options: HostOptions) -> ProcessSpec:
@@ -65,9 +78,11 @@ async def run_supervised(
     say: Callable[[str], None],
     follow: Callable[[Callable[[RoutingTable], Awaitable[None]]], Coroutine[Any, Any, None]]
     | None = None,
+    others: Sequence[tuple[ProcessSpec, int]] = (),
 ) -> None:
     """Run ``groups`` supervised until SIGINT/SIGTERM, then stop them (a second signal:
-    at once). ``follow(on_new_table)`` follows the workflow files."""
+    at once). ``follow(on_new_table)`` follows the workflow files; ``others`` are more
+    processes to supervise alongside (a bridge, a scheduler: spec and replica count)."""
     from nanoservice.supervise.autoscale import Autoscaler
     from nanoservice.supervise.backlog import consumers_of, read_backlog
     from nanoservice.supervise.state import write_state
@@ -128,6 +143,8 @@ async def run_supervised(
     try:
         for group in groups:
             place(group)
+        for spec, count in others:
+            sup.run(spec, count)
         say(banner)
         ready = asyncio.ensure_future(sup.wait_ready())
         stopped = asyncio.ensure_future(stop.wait())
