@@ -152,3 +152,14 @@ def test_bad_modes_and_files_are_one_line_errors(
     assert done.returncode == 2, done
     assert done.stderr.strip() == expected, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_ps_without_a_supervised_nano_up_says_so(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(NANO), "ps"], cwd=tmp_path, env=nano_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: no supervised processes: no `nano up` running here in a supervised mode "
+        "(no live .nano/processes.json)"
+    )
