@@ -16,6 +16,7 @@ from nanoservice.cli.debug_replay import replay_command
 from nanoservice.cli.deploy import deploy_app
 from nanoservice.cli.dlq import dlq_app
 from nanoservice.cli.ops import cancel_command, graph_command
+from nanoservice.cli.ps import ps_command
 from nanoservice.cli.publish import publish_command
 from nanoservice.cli.status import status_command
 from nanoservice.cli.up import host_command, up_command
@@ -70,6 +71,7 @@ app.command("tail")(tail_command)
 app.command("status")(status_command)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(deploy_app, name="deploy")
+app.command("ps")(ps_command)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ import fcntl
 import logging
 import os
 import socket
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +24,7 @@ from nanoservice.cli.common import (
     Reconnects,
     console,
     die,
+    problems,
     run,
     setup_logging,
 )
@@ -31,6 +33,7 @@ from nanoservice.errors import NanoError
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
+    from nanoservice.deploy import LoadedConfig, Mode, ProcessGroup
     from nanoservice.nats.local_cluster import LocalCluster
     from nanoservice.nats.local_server import (
         LocalServer,
@@ -86,19 +89,53 @@ def up_command(
     metrics_port: MetricsPort = None,
     reconnect_attempts: Reconnects = -1,
     grace: Grace = 10.0,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="monolith, micro or nano (default: nano.yaml's mode, else monolith).",
+            show_default=False,
+        ),
+    ] = None,
+    supervise: Annotated[
+        bool,
+        typer.Option(
+            "--supervise",
+            help="Run the monolith as a supervised child process too (micro and nano "
+            "always are; so is a monolith with replicas or resources in nano.yaml).",
+        ),
+    ] = False,
 ) -> None:
-    """Start a local NATS (JetStream on), provision the workflows and run them."""
+    """Start a local NATS (JetStream on), provision the workflows and run them, in the mode
+    of ./nano.yaml (or --mode)."""
+    from nanoservice.deploy import MODES, DeployError, find_config, load_config, resolve
     from nanoservice.nats.connect import STATE_FILE
     from nanoservice.nats.local_server import NatsServerError, NatsServerNotFound
     from nanoservice.workflow.project import find_workflow_files, project_registry
 
     setup_logging(log_level, log_format)
+    if mode is not None and mode not in MODES:
+        raise die(f"--mode {mode}: use one of {', '.join(MODES)}", 2)
     try:
+        loaded = load_config(find_config())
         registry = project_registry(nodes or [Path("nodes")])
         paths = find_workflow_files(files or [])
+    except DeployError as exc:
+        raise problems(exc) from None
     except NanoError as exc:
         raise die(str(exc)) from None
     tables = run(_compile(paths, registry))
+    deploy = loaded.config
+    chosen: Mode = mode or deploy.mode  # a Mode: checked above
+    try:
+        groups = resolve(loaded, tables, chosen)
+    except DeployError as exc:
+        raise problems(exc) from None
+    nats_url = nats_url or deploy.nats.url
+    cluster = cluster or deploy.nats.cluster
+    port = port if port is not None else deploy.nats.port
+    sync_interval = sync_interval or deploy.durability.sync_interval
+    supervised = supervise or chosen != "monolith" or _needs_child(groups[0])
     lock = _lock_folder(data_dir)
     server: LocalServer | LocalCluster | None = None
     if not nats_url:
@@ -124,6 +161,10 @@ def up_command(
                 targets=[Path(f) for f in files or []],
                 metrics_port=metrics_port,
                 sd_file=data_dir / "prometheus" / "targets.json",
+                stream_replicas=deploy.durability.stream_replicas,
+                supervised=Supervised(loaded, chosen, groups, nodes, log_level, data_dir)
+                if supervised
+                else None,
             )
         )
     finally:
@@ -134,6 +175,24 @@ def up_command(
             STATE_FILE.unlink()
         lock.close()
     console.print("[green]stopped[/green]")
+
+
+def _needs_child(group: ProcessGroup) -> bool:
+    """A monolith with replicas or limits runs as supervised children."""
+    limited = any(v is not None for v in group.resources.model_dump().values())
+    return limited or not group.replicas.fixed or group.replicas.initial != 1
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """What ``nano up`` needs to run the groups of a mode as child processes."""
+
+    loaded: LoadedConfig
+    mode: Mode
+    groups: list[ProcessGroup]
+    nodes: list[Path] | None
+    log_level: str
+    data_dir: Path
 
 
 def _lock_folder(data_dir: Path) -> IO[str]:
@@ -228,6 +287,8 @@ async def _serve(
     targets: list[Path] | None = None,
     metrics_port: int | None = None,
     sd_file: Path | None = None,
+    stream_replicas: int | None = None,
+    supervised: Supervised | None = None,
 ) -> None:
     from nanoservice.cli.hosting import run_host
     from nanoservice.cli.reload import follow_files
@@ -237,7 +298,7 @@ async def _serve(
 
     nc = await _connect(url, "nano up", reconnect_attempts)
     js = nc.jetstream()
-    replicas = 3 if isinstance(server, LocalCluster) else None  # a local cluster: R3 streams
+    replicas = stream_replicas or (3 if isinstance(server, LocalCluster) else None)
     for table in tables:
         done = await provision(js, table, replicas=replicas)
         console.print(
@@ -257,6 +318,9 @@ async def _serve(
     def follow() -> Coroutine[Any, Any, None]:
         return follow_files(targets or [Path("workflows")], registry, tables, publish, say)
 
+    if supervised is not None:
+        await _supervise(nc, url, tables, registry, supervised, banner, grace, targets, publish)
+        return
     await run_host(
         nc,
         tables,
@@ -272,6 +336,51 @@ async def _serve(
             sd_file=sd_file,
         ),
     )
+
+
+async def _supervise(
+    nc: NATS,
+    url: str,
+    tables: list[RoutingTable],
+    registry: Registry,
+    how: Supervised,
+    banner: str,
+    grace: float,
+    targets: list[Path] | None,
+    publish: Callable[[RoutingTable], Awaitable[None]],
+) -> None:
+    import asyncio
+
+    from nanoservice.cli.reload import follow_files
+    from nanoservice.cli.supervised import HostOptions, run_supervised
+    from nanoservice.supervise.state import STATE_NAME
+
+    async def follow(on_new: Callable[[RoutingTable], Awaitable[None]]) -> None:
+        async def publish_and_place(table: RoutingTable) -> None:
+            await publish(table)
+            await on_new(table)
+
+        await follow_files(targets or [Path("workflows")], registry, tables, publish_and_place, say)
+
+    options = HostOptions(
+        url, nodes=how.nodes or [Path("nodes")], log_level=how.log_level, grace=grace
+    )
+    try:
+        await run_supervised(
+            nc,
+            tables,
+            how.groups,
+            loaded=how.loaded,
+            mode=how.mode,
+            options=options,
+            banner=banner,
+            state_file=how.data_dir / STATE_NAME,
+            say=say,
+            follow=follow,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 5)
 
 
 def say(text: str) -> None:
