@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from nanoservice.cli.bridge import bridge_command
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.publish import publish_command
 from nanoservice.cli.up import host_command, up_command
@@ -54,6 +55,7 @@ def _root(
 
 app.command("up")(up_command)
 app.command("host")(host_command)
+app.command("bridge")(bridge_command)
 app.command("publish")(publish_command)
 app.command("validate")(validate_command)
 app.command("compile")(compile_command)

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nanoservice.cli.bridge import HttpPort
 from nanoservice.cli.common import (
     Files,
     Grace,
@@ -81,6 +82,7 @@ def up_command(
     log_level: LogLevel = "info",
     reconnect_attempts: Reconnects = -1,
     grace: Grace = 10.0,
+    http_port: HttpPort = 8080,
 ) -> None:
     """Start a local NATS (JetStream on), provision the workflows and run them."""
     from nanoservice.nats.connect import STATE_FILE
@@ -117,6 +119,7 @@ def up_command(
                 moved=port is None,
                 grace=grace,
                 targets=[Path(f) for f in files or []],
+                http_port=http_port,
             )
         )
     finally:
@@ -219,7 +222,9 @@ async def _serve(
     moved: bool = False,
     grace: float = 10.0,
     targets: list[Path] | None = None,
+    http_port: int = 8080,
 ) -> None:
+    from nanoservice.cli.bridge import start_triggers
     from nanoservice.cli.hosting import run_host
     from nanoservice.cli.reload import follow_files
     from nanoservice.nats.local_cluster import LocalCluster
@@ -247,16 +252,20 @@ async def _serve(
     def follow() -> Coroutine[Any, Any, None]:
         return follow_files(targets or [Path("workflows")], registry, tables, publish, say)
 
-    await run_host(
-        nc,
-        tables,
-        registry,
-        None,
-        banner=banner,
-        grace=grace,
-        replicas=replicas or 1,
-        follow=follow,
-    )
+    triggers, http_line = await start_triggers(nc, "127.0.0.1", http_port)  # bridge, schedules
+    try:
+        await run_host(
+            nc,
+            tables,
+            registry,
+            None,
+            banner=banner.replace("\n", f"\n{http_line}\n", 1),
+            grace=grace,
+            replicas=replicas or 1,
+            follow=follow,
+        )
+    finally:
+        await triggers.stop()  # type: ignore[attr-defined]
 
 
 def say(text: str) -> None:
