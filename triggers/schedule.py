@@ -75,17 +75,19 @@ class Scheduler:
         self.js = nc.jetstream()
         self.started = 0
         """Ticks this replica stored (others found them stored already)."""
-        self._tasks: dict[tuple[str, ScheduleRoute], asyncio.Task[None]] = {}
+        self._tasks: dict[tuple[str, bytes], asyncio.Task[None]] = {}
 
     def refresh(self, _: Any = None) -> None:
         """Start the loops of new schedules and stop those of removed or changed ones."""
-        wanted = {(t.workflow, s): t for t in self.tables() for s in t.schedules}
+        wanted = {
+            (t.workflow, msgspec.json.encode(s)): (t, s) for t in self.tables() for s in t.schedules
+        }
         for key in list(self._tasks):
             if key not in wanted:
                 self._tasks.pop(key).cancel()
-        for key, table in wanted.items():
+        for key, (table, schedule) in wanted.items():
             if key not in self._tasks:
-                self._tasks[key] = asyncio.create_task(self._run(table, key[1]))
+                self._tasks[key] = asyncio.create_task(self._run(table, schedule))
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
