@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from nanoservice.cli.common import NatsUrl, Reconnects, console, run, setup_logging
+from nanoservice.cli.common import NatsUrl, Reconnects, console, die, run, setup_logging
 from nanoservice.errors import NanoError
 
 __all__ = ["HttpHost", "HttpPort", "bridge_command"]
@@ -38,7 +38,7 @@ def bridge_command(
 
     setup_logging(log_level)
     if max_body < 1 or max_in_flight < 1:
-        raise NanoError("--max-body and --max-in-flight must be at least 1")
+        raise die("--max-body and --max-in-flight must be at least 1")
     options = TriggerOptions(
         host=http_host,
         port=http_port,

@@ -260,3 +260,22 @@ async def test_openapi_health_and_readiness(http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).status_code == 200
     ready = await http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["routes"] == 6
+
+
+async def test_waits_share_the_process_subscriptions(
+    bridge: Triggers, http: httpx.AsyncClient
+) -> None:
+    subs = len(bridge.nc._subs)  # nats-py's table of this connection's subscriptions
+    seen: list[int] = []
+
+    async def one(i: int) -> int:
+        r = await http.post("/slow", json={"i": i})
+        return r.status_code
+
+    tasks = [asyncio.create_task(one(i)) for i in range(3)]
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+        seen.append(len(bridge.nc._subs))
+    assert await asyncio.gather(*tasks) == [200, 200, 200]
+    assert bridge.results.waiting == 0
+    assert set(seen) == {subs}, "a wait opened a subscription of its own"
