@@ -167,7 +167,7 @@ class _Bridge:
                 first = problems[0]
                 return _error(
                     422,
-                    f"input field '{first.field or '(input)'}' {first.problem}",
+                    f"input field '{first.field or '(input)'}': {first.problem}",
                     problems=[{"field": p.field, "problem": p.problem} for p in problems],
                 )
         if route.mode == "async":

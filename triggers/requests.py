@@ -96,7 +96,7 @@ class RequestServer:
                     msg,
                     "invalid",
                     {
-                        "error": f"input field '{first.field or '(input)'}' {first.problem}",
+                        "error": f"input field '{first.field or '(input)'}': {first.problem}",
                         "problems": [{"field": p.field, "problem": p.problem} for p in problems],
                     },
                 )

@@ -41,9 +41,7 @@ def _http_url(proc: Background) -> str:
     return found.group(1)
 
 
-def test_up_prints_the_bridge_and_the_sample_answers_by_http(
-    project: Path, up: Background
-) -> None:
+def test_up_prints_the_bridge_and_the_sample_answers_by_http(project: Path, up: Background) -> None:
     url = _http_url(up)
     with httpx.Client(base_url=url, timeout=30) as http:
         r = http.post("/hello", json={"name": "Ada"})
