@@ -43,44 +43,39 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-class HeaderDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers.
+class _HeaderDeadline:
+    """A deadline for each request's headers, mixed into a uvicorn HTTP protocol.
 
     The deadline starts when the connection opens and again after each response; the
     connection is closed when the headers of the next request are not complete by then.
-    ``header_timeout`` is set on the class (see :func:`protocol_with`).
     """
 
     header_timeout: float = 10.0
     _deadline: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
 
     def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing():
             self._arm()
 
-    def handle_events(self) -> None:
-        before = self.cycle
-        super().handle_events()
-        if self.cycle is not before:  # a request's headers are complete
-            self._disarm()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(self.header_timeout, self._expired)
 
     def _disarm(self) -> None:
-        deadline: asyncio.TimerHandle | None = getattr(self, "_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
             self._deadline = None
 
     def _expired(self) -> None:
@@ -89,6 +84,33 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
-def protocol_with(header_timeout: float) -> type[HeaderDeadlineProtocol]:
-    """A protocol class with its own header deadline (uvicorn takes a class, not an object)."""
-    return type("HeaderDeadline", (HeaderDeadlineProtocol,), {"header_timeout": header_timeout})
+class HeaderDeadlineProtocol(_HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol (pure Python) with the header deadline."""
+
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not before:  # a request's headers are complete
+            self._disarm()
+
+
+def _fast_protocol() -> type[Any] | None:
+    """uvicorn's httptools protocol with the header deadline, if httptools is installed."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return None
+
+    class FastHeaderDeadline(_HeaderDeadline, HttpToolsProtocol):
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._disarm()
+
+    return FastHeaderDeadline
+
+
+def protocol_with(header_timeout: float) -> type[Any]:
+    """The protocol class for uvicorn (httptools where installed, else h11) with its own
+    header deadline (uvicorn takes a class, not an object)."""
+    base = _fast_protocol() or HeaderDeadlineProtocol
+    return type("HeaderDeadline", (base,), {"header_timeout": header_timeout})

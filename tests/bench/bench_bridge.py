@@ -17,7 +17,7 @@ process's RSS at the end.
 Usage::
 
     python tests/bench/bench_bridge.py [--connections 50] [--seconds 10] [--warmup 2]
-        [--modes baseline,one,three] [--json out.json]
+        [--modes baseline,one,three] [--rounds 1] [--json out.json]
 """
 
 from __future__ import annotations
@@ -254,6 +254,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--modes", default="baseline,one,three")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--serve-baseline", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -269,17 +270,22 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         LocalServer(ServerOptions(store_dir=Path(tmp) / "nats")) as server,
     ):
-        for mode in args.modes.split(","):
-            results.append(run_mode(mode, server.url, args, Path(tmp)))
-            print(json.dumps(results[-1]), flush=True)
-    base = next((r for r in results if r["mode"] == "baseline"), None)
+        for round_ in range(args.rounds):  # interleaved, so a noisy minute hits every mode
+            for mode in args.modes.split(","):
+                results.append({"round": round_ + 1, **run_mode(mode, server.url, args, Path(tmp))})
+                print(json.dumps(results[-1]), flush=True)
     for r in results:
+        base = next(
+            (b for b in results if b["mode"] == "baseline" and b["round"] == r["round"]), None
+        )
         if base and r is not base and base["requests_per_s"]:
             r["vs_baseline"] = round(r["requests_per_s"] / base["requests_per_s"], 2)
     report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "connections": args.connections,
         "seconds": args.seconds,
+        "load_average": os.getloadavg(),
         "results": results,
     }
     print(json.dumps(report, indent=2))
