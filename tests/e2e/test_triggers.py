@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,22 @@ def test_bridge_without_nats_says_so_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: cannot reach NATS at nats://127.0.0.1:1")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_up_with_a_taken_http_port_is_one_line(project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(NANO), "up", "--port", "0", "--http-port", str(port)],
+            cwd=project,
+            env=nano_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"error: port {port} is taken (pass another --http-port)" in result.stderr
+    assert "Traceback" not in result.stderr
