@@ -4,7 +4,6 @@ real processes answering real HTTP requests."""
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "workflows").mkdir()
-    shutil.copy(REPO / "workflows" / "hello.yaml", tmp_path / "workflows" / "hello.yaml")
+    # the sample, given the route README.md shows
+    text = (REPO / "workflows" / "hello.yaml").read_text()
+    text = text.replace("name: hello\n", "name: hello\ntrigger: {http: {path: /hello}}\n")
+    (tmp_path / "workflows" / "hello.yaml").write_text(text)
     return tmp_path
 
 
