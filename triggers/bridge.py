@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from nanoservice import subjects
 from nanoservice.nats.client import LOST, NOT_STORED, Client, NoOutcome, Outcome
+from nanoservice.triggers.cloudevents import cloudevent
 from nanoservice.triggers.inputs import BadInput, build_input, header_field, schema_problems
 from nanoservice.triggers.limits import BodyTooLarge, BodyTooSlow, read_body
 from nanoservice.triggers.openapi import openapi
@@ -151,6 +152,12 @@ class _Bridge:
             return _error(413, f"the body is over {self.settings.max_body} bytes")
         except BodyTooSlow:
             return _error(408, f"the body did not arrive within {self.settings.body_timeout} s")
+        try:
+            event = cloudevent(request.headers, body)
+        except BadInput as exc:
+            return _error(400, str(exc))
+        if event is not None:  # the workflow gets its data; its id names the execution
+            body, execution = event.body, execution or event.execution
         headers = {
             header_field(h): request.headers[h] for h in route.headers if h in request.headers
         }

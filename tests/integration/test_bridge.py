@@ -279,3 +279,27 @@ async def test_waits_share_the_process_subscriptions(
     assert await asyncio.gather(*tasks) == [200, 200, 200]
     assert bridge.results.waiting == 0
     assert set(seen) == {subs}, "a wait opened a subscription of its own"
+
+
+async def test_a_cloudevent_gives_its_data_and_its_id_names_the_execution(
+    http: httpx.AsyncClient,
+) -> None:
+    binary = {"ce-id": "evt-1", "ce-specversion": "1.0", "ce-type": "t", "ce-source": "s"}
+    r = await http.post("/greet/en", json={"name": "Ev"}, headers=binary)
+    assert r.status_code == 200 and r.headers["nano-execution"] == "evt-1"
+    assert r.json()["message"] == "hi Ev"
+    event = {"specversion": "1.0", "id": "id with spaces", "type": "t", "source": "s"}
+    structured = {"content-type": "application/cloudevents+json"}
+    r = await http.post(
+        "/greet/de", content=json.dumps({**event, "data": {"name": "St"}}), headers=structured
+    )
+    assert r.status_code == 200 and r.json()["message"] == "hi St"
+    execution = r.headers["nano-execution"]
+    assert execution.startswith("ce-")
+    # the same event again is the same execution: its outcome, not a second run
+    again = await http.post(
+        "/greet/de", content=json.dumps({**event, "data": {"name": "Other"}}), headers=structured
+    )
+    assert again.headers["nano-execution"] == execution and again.json()["message"] == "hi St"
+    r = await http.post("/greet/en", content=b'{"data": 1}', headers=structured)
+    assert r.status_code == 400 and "needs a string `id`" in r.json()["error"]
