@@ -303,3 +303,27 @@ async def test_a_cloudevent_gives_its_data_and_its_id_names_the_execution(
     assert again.headers["nano-execution"] == execution and again.json()["message"] == "hi St"
     r = await http.post("/greet/en", content=b'{"data": 1}', headers=structured)
     assert r.status_code == 400 and "needs a string `id`" in r.json()["error"]
+
+
+async def test_a_workflow_provisioned_later_is_served_without_a_restart(
+    server: LocalServer, http: httpx.AsyncClient
+) -> None:
+    import nats
+
+    from nanoservice.nats.provision import provision
+    from nanoservice.workflow.compiler import compile_text
+    from tests.integration.triggers_support import REGISTRY
+
+    assert (await http.post("/added", json={})).status_code == 404
+    text = "name: added\ntrigger: {http: {path: /added, mode: async}}\nsteps:\n  a: {node: log}\n"
+    nc = await nats.connect(server.url)
+    try:
+        await provision(nc.jetstream(), compile_text(text, REGISTRY, file="added.yaml"))
+    finally:
+        await nc.close()
+    for _ in range(100):  # the bridge re-reads the stored tables every 2 s
+        r = await http.post("/added", json={})
+        if r.status_code != 404:
+            break
+        await asyncio.sleep(0.1)
+    assert r.status_code == 202, r.text
