@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -236,7 +237,8 @@ def _respond(mode: str, outcome: Outcome) -> Response:
             headers=headers,
         )
     if mode == "output":
-        return JSONResponse(outcome.output, headers=headers)
+        encoded = msgspec.json.encode(outcome.output)  # what JSONResponse writes, faster
+        return Response(encoded, media_type="application/json", headers=headers)
     out = outcome.output
     status = out.get("status", 200) if isinstance(out, dict) else None
     extra = out.get("headers", {}) if isinstance(out, dict) else None
