@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nanoservice.cli.common import NatsUrl, Reconnects, console, die, run, setup_logging
 from nanoservice.errors import NanoError
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+    from nanoservice.triggers.service import TriggerOptions, Triggers
 
 __all__ = ["HttpHost", "HttpPort", "bridge_command"]
 
@@ -48,14 +53,13 @@ def bridge_command(
     run(_bridge(resolve_url(nats_url), options, reconnect_attempts))
 
 
-async def _bridge(url: str, options: object, reconnect_attempts: int) -> None:
+async def _bridge(url: str, options: TriggerOptions, reconnect_attempts: int) -> None:
     import asyncio
     import signal
 
     from nanoservice.nats.connect import connect, wait_closed
-    from nanoservice.triggers.service import TriggerOptions, Triggers
+    from nanoservice.triggers.service import Triggers
 
-    assert isinstance(options, TriggerOptions)
     try:
         nc = await connect(url, name="nano bridge", reconnect_attempts=reconnect_attempts)
     except Exception as exc:
@@ -85,14 +89,11 @@ async def _bridge(url: str, options: object, reconnect_attempts: int) -> None:
     console.print("[green]stopped[/green]")
 
 
-async def start_triggers(nc: object, host: str, port: int) -> tuple[object, str]:
+async def start_triggers(nc: NATS, host: str, port: int) -> tuple[Triggers, str]:
     """For `nano up`: the bridge on ``port`` (8080 taken: any free port), the request server
     and the scheduler; returns them (``.stop()`` them) and the banner line."""
-    from nats.aio.client import Client as NATS
-
     from nanoservice.triggers.service import TriggerOptions, Triggers
 
-    assert isinstance(nc, NATS)
     triggers = Triggers(nc, TriggerOptions(host=host, port=port))
     try:
         await triggers.start()

@@ -265,7 +265,7 @@ async def _serve(
             follow=follow,
         )
     finally:
-        await triggers.stop()  # type: ignore[attr-defined]
+        await triggers.stop()
 
 
 def say(text: str) -> None:
