@@ -33,7 +33,7 @@ class TriggerOptions:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    """HTTP port (0: any free one); None: no bridge."""
+    """HTTP port (0: any free one); ``http=False`` runs no bridge."""
     http: bool = True
     requests: bool = True
     schedules: bool = True
