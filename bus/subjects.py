@@ -25,6 +25,8 @@ __all__ = [
     "DONE",
     "JOINS",
     "PREFIX",
+    "REQUEST",
+    "SCHEDULES",
     "START",
     "TABLES",
     "TOKEN",
@@ -36,6 +38,7 @@ __all__ = [
     "is_valid_token",
     "matches",
     "new_execution_id",
+    "request_subject",
     "start_subject",
     "step_filter",
     "step_prefix",
@@ -59,6 +62,10 @@ CALLS = "nano_calls"
 """KV bucket of callers' envelopes while a called workflow runs, by child execution."""
 CANCEL = "nano_cancel"
 """KV bucket of cancelled executions, ``<workflow>.<execution>``."""
+SCHEDULES = "nano_schedules"
+"""KV bucket of the last tick started per schedule, ``<workflow>.<schedule>``."""
+REQUEST = "_request"
+"""``nano._request.<workflow>``: NATS requests answered with the outcome (not in any stream)."""
 
 TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 """A workflow, step or execution name: one subject token, safe in stream and consumer names."""
@@ -98,6 +105,12 @@ def step_filter(workflow: str, step: str) -> str:
 
 def start_subject(workflow: str, execution: str) -> str:
     return f"{PREFIX}.{workflow}.{START}.{execution}"
+
+
+def request_subject(workflow: str) -> str:
+    """Where a NATS request starts ``workflow`` and gets its outcome as the reply; no
+    stream captures it (a workflow name never starts with ``_``)."""
+    return f"{PREFIX}.{REQUEST}.{workflow}"
 
 
 def done_subject(workflow: str, execution: str) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from nanoservice.cli.bridge import bridge_command
 from nanoservice.cli.debug import tail_command, trace_command
 from nanoservice.cli.debug_replay import replay_command
 from nanoservice.cli.deploy import deploy_app
@@ -60,6 +61,7 @@ def _root(
 
 app.command("up")(up_command)
 app.command("host")(host_command)
+app.command("bridge")(bridge_command)
 app.command("publish")(publish_command)
 app.command("validate")(validate_command)
 app.command("compile")(compile_command)

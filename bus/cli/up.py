@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from nanoservice.cli.bridge import HttpPort
 from nanoservice.cli.common import (
     Files,
     Grace,
@@ -105,6 +106,7 @@ def up_command(
             "always are; so is a monolith with replicas or resources in nano.yaml).",
         ),
     ] = False,
+    http_port: HttpPort = 8080,
 ) -> None:
     """Start a local NATS (JetStream on), provision the workflows and run them, in the mode
     of ./nano.yaml (or --mode)."""
@@ -165,6 +167,7 @@ def up_command(
                 supervised=Supervised(loaded, chosen, groups, nodes, log_level, data_dir)
                 if supervised
                 else None,
+                http_port=http_port,
             )
         )
     finally:
@@ -289,7 +292,9 @@ async def _serve(
     sd_file: Path | None = None,
     stream_replicas: int | None = None,
     supervised: Supervised | None = None,
+    http_port: int = 8080,
 ) -> None:
+    from nanoservice.cli.bridge import start_triggers
     from nanoservice.cli.hosting import run_host
     from nanoservice.cli.reload import follow_files
     from nanoservice.nats.local_cluster import LocalCluster
@@ -318,24 +323,29 @@ async def _serve(
     def follow() -> Coroutine[Any, Any, None]:
         return follow_files(targets or [Path("workflows")], registry, tables, publish, say)
 
-    if supervised is not None:
-        await _supervise(nc, url, tables, registry, supervised, banner, grace, targets, publish)
-        return
-    await run_host(
-        nc,
-        tables,
-        registry,
-        None,
-        banner=banner,
-        grace=grace,
-        replicas=replicas or 1,
-        follow=follow,
-        observe=HostObservability(  # as for NATS: the usual port, or any free one if taken
-            metrics_port=DEFAULT_METRICS_PORT if metrics_port is None else metrics_port,
-            any_port_if_taken=metrics_port is None,
-            sd_file=sd_file,
-        ),
-    )
+    triggers, http_line = await start_triggers(nc, "127.0.0.1", http_port)  # bridge, schedules
+    banner = banner.replace("\n", f"\n{http_line}\n", 1)
+    try:
+        if supervised is not None:
+            await _supervise(nc, url, tables, registry, supervised, banner, grace, targets, publish)
+            return
+        await run_host(
+            nc,
+            tables,
+            registry,
+            None,
+            banner=banner,
+            grace=grace,
+            replicas=replicas or 1,
+            follow=follow,
+            observe=HostObservability(  # as for NATS: the usual port, or any free one if taken
+                metrics_port=DEFAULT_METRICS_PORT if metrics_port is None else metrics_port,
+                any_port_if_taken=metrics_port is None,
+                sd_file=sd_file,
+            ),
+        )
+    finally:
+        await triggers.stop()
 
 
 async def _supervise(

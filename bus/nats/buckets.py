@@ -6,6 +6,7 @@
 | ``nano_joins`` | join states (expire after a day) |
 | ``nano_calls`` | a calling step's envelope while the called workflow runs |
 | ``nano_cancel`` | cancelled executions, watched by every host |
+| ``nano_schedules`` | the last tick started per schedule (schedulers resume from it) |
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from nanoservice.subjects import CALLS, CANCEL, JOINS, TABLES
+from nanoservice.subjects import CALLS, CANCEL, JOINS, SCHEDULES, TABLES
 
-__all__ = ["CALLS", "CANCEL", "JOINS", "TABLES", "bucket"]
+__all__ = ["CALLS", "CANCEL", "JOINS", "SCHEDULES", "TABLES", "bucket"]
 
 _SETTINGS: dict[str, tuple[int, float | None, str]] = {
     TABLES: (5, None, "nanoservice routing tables, one key per workflow"),
     JOINS: (1, 86_400.0, "nanoservice join states"),
     CALLS: (1, 86_400.0, "nanoservice callers' envelopes while a called workflow runs"),
     CANCEL: (1, 86_400.0, "nanoservice cancelled executions"),
+    SCHEDULES: (1, None, "nanoservice schedules: the last tick started"),
 }
 
 

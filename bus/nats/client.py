@@ -16,6 +16,7 @@ from nanoservice import subjects
 from nanoservice.errors import NanoError
 from nanoservice.nats import claims
 from nanoservice.nats.cancel import cancel_execution
+from nanoservice.nats.results import Results, Watch
 from nanoservice.runtime.outcome import ExecutionFailed, Outcome, outcome_of
 from nanoservice.types import EXECUTION, MSG_ID
 
@@ -51,9 +52,12 @@ NO_RESULT = "the trigger is stored, but there is no result yet"
 class Client:
     """Starts executions on a workflow's trigger subject and waits for their outcome."""
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, *, results: Results | None = None) -> None:
+        """``results``: wait through the process's shared subscriptions (started) instead of
+        subscribing for each wait."""
         self.nc = nc
         self.js = nc.jetstream()
+        self.results = results
 
     async def start(
         self,
@@ -154,7 +158,13 @@ class Client:
             await waiter.close()
 
     async def _await(
-        self, workflow: str, execution: str, waiter: _Waiter, timeout: float, *, acked: bool = False
+        self,
+        workflow: str,
+        execution: str,
+        waiter: _Waiter | Watch,
+        timeout: float,
+        *,
+        acked: bool = False,
     ) -> Outcome:
         """The live outcome, or the stored one (looked up every second while connected)."""
         loop = asyncio.get_running_loop()
@@ -180,6 +190,10 @@ class Client:
         except Exception as exc:
             return f"cannot ask the server ({exc or type(exc).__name__})"
         return NO_RESULT if stored else NOT_STORED
+
+    async def started(self, workflow: str, execution: str) -> bool:
+        """Whether the execution's trigger (on its ``_start`` subject) is stored."""
+        return await self._trigger_stored(workflow, execution)
 
     async def _trigger_stored(self, workflow: str, execution: str) -> bool:
         try:
@@ -214,7 +228,9 @@ class Client:
             )
         return None
 
-    async def _watch(self, workflow: str, execution: str) -> _Waiter:
+    async def _watch(self, workflow: str, execution: str) -> _Waiter | Watch:
+        if self.results is not None:
+            return self.results.watch(workflow, execution)
         waiter = _Waiter(execution, self.nc)
         for subject in (
             subjects.done_subject(workflow, execution),

@@ -23,7 +23,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from nanoservice import subjects
 from nanoservice.errors import NanoError
-from nanoservice.nats.buckets import TABLES, bucket
+from nanoservice.nats.buckets import SCHEDULES, TABLES, bucket
 from nanoservice.nats.claims import claims_store
 from nanoservice.workflow.table import RoutingTable, StepRoute
 
@@ -150,6 +150,8 @@ async def provision(
     kv = await bucket(js, TABLES, replicas=replicas or table.stream.replicas)
     # claim checks live as long as the messages that reference them
     await claims_store(js, replicas=config.num_replicas or 1, max_age=config.max_age)
+    if table.schedules:  # where schedulers record the last tick started
+        await bucket(js, SCHEDULES, replicas=replicas or table.stream.replicas)
     await kv.put(table.workflow, table.to_json())
     return result
 

@@ -22,6 +22,7 @@ from nanoservice.workflow.loader import Document, Location, load_document, parse
 from nanoservice.workflow.spec import StepSpec, WorkflowSpec
 from nanoservice.workflow.table import RoutingTable
 from nanoservice.workflow.tabulate import INPUT, build_table
+from nanoservice.workflow.triggers import trigger_problems
 
 __all__ = ["compile_file", "compile_spec", "compile_text", "load_spec"]
 
@@ -265,6 +266,8 @@ class _Compiler:
                     ("trigger", "subjects", i),
                     hint="use your own namespace; nano.* is the engine's",
                 )
+        for message, loc, hint in trigger_problems(self.spec.trigger):
+            self.fail(message, ("trigger", *loc), hint=hint)
 
     def _check_graph(self, start: list[str], successors: dict[str, list[str]]) -> None:
         reachable = dataflow.reachable(start, successors)

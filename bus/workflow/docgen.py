@@ -16,7 +16,15 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from nanoservice.workflow.expr import Expression
-from nanoservice.workflow.spec import RetrySpec, StepSpec, StreamSpec, TriggerSpec, WorkflowSpec
+from nanoservice.workflow.spec import (
+    HttpSpec,
+    RetrySpec,
+    ScheduleSpec,
+    StepSpec,
+    StreamSpec,
+    TriggerSpec,
+    WorkflowSpec,
+)
 
 __all__ = [
     "BEGIN",
@@ -36,6 +44,8 @@ MODELS: list[tuple[str, type[BaseModel]]] = [
     ("Step (`steps.<name>`)", StepSpec),
     ("Retry (`steps.<name>.retry`)", RetrySpec),
     ("Trigger (`trigger`)", TriggerSpec),
+    ("HTTP route (`trigger.http`)", HttpSpec),
+    ("Schedule (`trigger.schedules`)", ScheduleSpec),
     ("Stream (`stream`)", StreamSpec),
 ]
 

@@ -14,10 +14,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 __all__ = [
     "CallSpec",
     "ForEachSpec",
+    "HttpSpec",
     "JoinSpec",
     "LoopSpec",
     "RetrySpec",
     "RouteSpec",
+    "ScheduleSpec",
     "StepSpec",
     "StreamSpec",
     "TriggerSpec",
@@ -71,11 +73,73 @@ class StreamSpec(_Spec):
     )
 
 
+class HttpSpec(_Spec):
+    """An HTTP route of the bridge (`nano bridge`, `nano up`) that starts the workflow."""
+
+    path: str = Field(description="URL path, with `{name}` parameters, e.g. `/orders/{id}`.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        "POST", description="HTTP method."
+    )
+    mode: Literal["sync", "async"] = Field(
+        "sync",
+        description="`sync`: answer with the result; `async`: answer 202 with the execution "
+        "id and `Location: /executions/{id}` at once.",
+    )
+    timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds a sync request waits before answering 504."
+    )
+    headers: list[str] = Field(
+        default_factory=list,
+        description="Request headers copied into the input (`X-Tenant` becomes `x_tenant`).",
+    )
+    response: Literal["output", "http"] = Field(
+        "output",
+        description="`output`: the result is the JSON body (200); `http`: the result is "
+        '`{"status", "headers", "body"}` and sets the response.',
+    )
+    output_schema: dict[str, Any] | None = Field(
+        None, description="JSON Schema of the result, for `/openapi.json`."
+    )
+
+
+class ScheduleSpec(_Spec):
+    """A clock that starts the workflow: a cron expression or a fixed interval (UTC)."""
+
+    name: str = Field(
+        "tick", description="Schedule name (a subject token); part of each execution id."
+    )
+    cron: str | None = Field(None, description="Cron expression, 5 fields, UTC.")
+    every: float | None = Field(
+        None, ge=1, description="Seconds between ticks, aligned to the Unix epoch."
+    )
+    missed: Literal["skip", "catch_up"] = Field(
+        "skip",
+        description="Ticks missed while no scheduler ran: `skip` them, or `catch_up` "
+        "(at most `max_catch_up`, the latest ones).",
+    )
+    max_catch_up: int = Field(10, ge=1, le=1000, description="Most missed ticks caught up.")
+    input: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The input of each execution; `tick` (ISO 8601 UTC) and `schedule` are added.",
+    )
+
+
+def _as_routes(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
 class TriggerSpec(_Spec):
     """What starts an execution besides ``nano publish`` / ``nano.<wf>._start.<id>``."""
 
     subjects: list[str] = Field(
         default_factory=list, description="Extra NATS subjects; a publish to one starts a run."
+    )
+    http: Annotated[
+        list[HttpSpec],
+        BeforeValidator(_as_routes, json_schema_input_type=HttpSpec | list[HttpSpec]),
+    ] = Field(default_factory=list, description="HTTP routes of the bridge (one or a list).")
+    schedules: list[ScheduleSpec] = Field(
+        default_factory=list, description="Cron or interval schedules."
     )
 
 

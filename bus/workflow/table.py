@@ -17,11 +17,13 @@ __all__ = [
     "FORMAT",
     "CallRoute",
     "ForEachRoute",
+    "HttpRoute",
     "JoinRoute",
     "LoopRoute",
     "RetryRoute",
     "Route",
     "RoutingTable",
+    "ScheduleRoute",
     "StepRoute",
     "StreamSettings",
 ]
@@ -111,6 +113,29 @@ class StepRoute(msgspec.Struct, frozen=True, kw_only=True):
         return dataflow.successors(self)
 
 
+class HttpRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """An HTTP route of the bridge (``trigger.http``)."""
+
+    method: str
+    path: str
+    mode: str = "sync"
+    timeout: float = 30.0
+    headers: list[str] = []
+    response: str = "output"
+    output_schema: dict[str, Any] | None = None
+
+
+class ScheduleRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """A schedule (``trigger.schedules``): ``cron`` or ``every`` seconds, UTC."""
+
+    name: str
+    cron: str | None = None
+    every: float | None = None
+    missed: str = "skip"
+    max_catch_up: int = 10
+    input: dict[str, Any] = {}
+
+
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     subjects: list[str]
@@ -133,6 +158,8 @@ class RoutingTable(msgspec.Struct, frozen=True, kw_only=True):
     start_subject: str
     """Prefix of the workflow's own trigger subject (``<start_subject>.<execution>``)."""
     triggers: list[str]
+    http: list[HttpRoute] = []
+    schedules: list[ScheduleRoute] = []
     input_schema: dict[str, Any] | None = None
     vars: dict[str, Any] = {}
     output: str | None = None

@@ -10,11 +10,13 @@ from nanoservice.workflow.spec import WorkflowSpec
 from nanoservice.workflow.table import (
     CallRoute,
     ForEachRoute,
+    HttpRoute,
     JoinRoute,
     LoopRoute,
     RetryRoute,
     Route,
     RoutingTable,
+    ScheduleRoute,
     StepRoute,
     StreamSettings,
 )
@@ -107,6 +109,29 @@ def build_table(
         start=start,
         start_subject=start_prefix,
         triggers=list(spec.trigger.subjects),
+        http=[
+            HttpRoute(
+                method=h.method,
+                path=h.path,
+                mode=h.mode,
+                timeout=h.timeout,
+                headers=list(h.headers),
+                response=h.response,
+                output_schema=h.output_schema,
+            )
+            for h in spec.trigger.http
+        ],
+        schedules=[
+            ScheduleRoute(
+                name=s.name,
+                cron=s.cron,
+                every=s.every,
+                missed=s.missed,
+                max_catch_up=s.max_catch_up,
+                input=dict(s.input),
+            )
+            for s in spec.trigger.schedules
+        ],
         input_schema=spec.input,
         vars=dict(spec.vars),
         output=spec.output,
