@@ -18,24 +18,36 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 def preexec(limits: Limits) -> Callable[[], None]:
     """A ``preexec_fn`` applying ``limits`` and asking Linux to SIGTERM the child when the
-    supervisor dies (so a ``kill -9`` of ``nano up`` leaves no orphan)."""
+    supervisor dies (so a ``kill -9`` of ``nano up`` leaves no orphan).
+
+    Everything the child needs is looked up here, in the parent: between fork and exec the
+    child is a copy of the parent, often already past the address-space limit it is about to
+    get, so nothing may allocate there once that limit is set (an import would fail)."""
+    prctl = _prctl()
 
     def apply() -> None:  # pragma: no cover - runs in the child, between fork and exec
-        if limits.address_space is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if limits.cpu is not None:
             # soft: SIGXCPU at the limit; hard a little later: SIGKILL if it is ignored
             resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu + 5))
         if limits.open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # not Linux: no parent-death signal
+        if limits.address_space is not None:  # last: the exec'd program starts under it
+            resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
 
     return apply
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, or None where there is none (not Linux)."""
+    try:
+        import ctypes
+
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
 
 
 def rss_bytes(pid: int) -> int | None:

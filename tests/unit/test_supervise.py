@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import sys
 from pathlib import Path
@@ -72,6 +73,9 @@ async def test_a_crash_is_restarted_with_backoff_and_repeated_deaths_are_reporte
 
 
 async def test_limits_are_set_in_the_child() -> None:
+    """Even when the supervisor itself is past the child's address-space limit (as `nano up`
+    with everything imported can be): the child starts, then runs under the limit."""
+    ballast = mmap.mmap(-1, 1024 * 2**20)  # 1 GiB of address space, no memory touched
     log = Log()
     sup = supervisor(log)
     code = (
@@ -83,6 +87,7 @@ async def test_limits_are_set_in_the_child() -> None:
     assert await log.wait_for("[lim/1] ready 64 100")
     assert await log.wait_for("[lim/1] MemoryError")  # the allocation past RLIMIT_AS failed
     await sup.stop(1)
+    ballast.close()
 
 
 async def test_memory_over_the_limit_is_killed_and_restarted_with_the_reason() -> None:
