@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from nanoservice.cli.console import console_command
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.publish import publish_command
 from nanoservice.cli.up import host_command, up_command
@@ -59,6 +60,7 @@ app.command("validate")(validate_command)
 app.command("compile")(compile_command)
 app.command("graph")(graph_command)
 app.command("cancel")(cancel_command)
+app.command("console")(console_command)
 
 
 def main() -> None:
