@@ -123,7 +123,7 @@ async def served(
 
 
 EXTERNAL = re.compile(
-    r"""(?:src|href|action|data-events)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:|//)""", re.I
+    r"""(?:src|href|action|data-events)\s*=\s*["']?\s*(?:(?!data:)[a-z][a-z0-9+.-]*:|//)""", re.I
 )
 
 
