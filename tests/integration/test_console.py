@@ -26,7 +26,10 @@ from nats.aio.client import Client as NATS
 
 from nanoservice import Context, node
 from nanoservice.console import Console, open_console, standalone
+from nanoservice.console.hub import Hub
+from nanoservice.console.render import environment
 from nanoservice.inspect import dlq
+from nanoservice.inspect.trace import Trace
 from nanoservice.nats.backend import nats_backend
 from nanoservice.nats.client import Client
 from nanoservice.nats.local_server import LocalServer, ServerOptions
@@ -199,7 +202,10 @@ def test_the_vendored_library_is_the_recorded_one() -> None:
 async def test_payload_and_error_markup_is_shown_as_text(server: LocalServer) -> None:
     BROKEN.add("cs_escape")
     async with served(server.url, "cs_escape") as s:
-        failed = await Client(s.nc).run("cs_escape", {"n": 1, "text": MARKUP}, timeout=20)
+        big = "y" * 5000 + MARKUP  # the markup falls past the cut: no half tag either
+        failed = await Client(s.nc).run(
+            "cs_escape", {"n": 1, "text": MARKUP, "zz_big": big}, timeout=20
+        )
         assert not failed.ok
         (letter,) = await dlq.dead_letters(s.nc, s.tables, ["cs_escape"])
         for path in (
@@ -211,9 +217,12 @@ async def test_payload_and_error_markup_is_shown_as_text(server: LocalServer) ->
             parsed = Parsed(page)
             assert not parsed.injected, (path, parsed.injected)
             assert MARKUP in parsed.text, path  # the node's error message, as text
-            if "/dead-letters/" in path or "/executions/" in path:
+            if "/executions/" in path:  # the trigger as sent (a step's output has no key order)
                 assert json.dumps(MARKUP) in parsed.text, path  # the payload, as text
             no_external_url(page)
+            if "/executions/" in path:
+                assert "more characters not shown" in parsed.text
+                assert "y" * 3000 in parsed.text and "y" * 5000 not in parsed.text
     BROKEN.discard("cs_escape")
 
 
@@ -341,3 +350,30 @@ async def test_with_a_token_every_request_needs_it(server: LocalServer) -> None:
         assert "httponly" in opened.headers["set-cookie"].lower()
         follow = await s.http.get(opened.headers["location"])  # the cookie is kept
         assert follow.status_code == 200 and "Executions" in follow.text
+
+
+def test_a_running_execution_page_follows_it_and_a_finished_one_does_not() -> None:
+    env = environment()
+    page = env.get_template("trace.html")
+    running = page.render(base="/ui", trace=Trace("wf", "ex1", "running"), bars=[])
+    finished = page.render(base="/ui", trace=Trace("wf", "ex1", "succeeded"), bars=[])
+    assert 'hx-get="/ui/executions/wf/ex1" hx-trigger="every 2s"' in running
+    assert "hx-trigger" not in finished
+
+
+def test_the_hub_keeps_a_bounded_list_and_a_slow_client_loses_the_oldest() -> None:
+    hub = Hub(None, dict, keep=3)  # type: ignore[arg-type]  # _apply needs no connection
+
+    async def scenario() -> tuple[list[str], int]:
+        async with hub.updates() as client:
+            for i in range(600):
+                hub._apply(f"nano.wf._start.e{i}", {}, float(i), notify=True)
+            got = [client.queue.get_nowait().execution for _ in range(client.queue.qsize())]
+            return got, client.dropped
+
+    got, dropped = asyncio.run(scenario())
+    assert [s.execution for s in hub.recent()] == ["e599", "e598", "e597"]
+    assert len(got) == 256 and got[-1] == "e599" and got[0] == "e344" and dropped == 344
+    hub._apply("nano.wf._done.e599", {"Nano-Step": "last"}, 700.0, notify=False)
+    assert [s.execution for s in hub.recent(outcome="succeeded")] == ["e599"]
+    assert hub.recent(since=598.5) == [hub.get("wf", "e599")]
