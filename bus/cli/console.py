@@ -34,6 +34,7 @@ def console_command(
     ] = 3600.0,
 ) -> None:
     """Serve the web console: workflows, live executions, traces, dead letters."""
+    from nanoservice.cli.common import setup_logging
     from nanoservice.console.security import is_loopback
     from nanoservice.nats.connect import resolve_url
 
@@ -43,11 +44,13 @@ def console_command(
         raise die(f"invalid --port {port}: use 0-65535", code=2)
     if token is not None and not token.strip():
         raise die("--token is empty", code=2)
+    setup_logging("warning")
     run(_serve(resolve_url(nats_url), host, port, token, history))
 
 
 async def _serve(url: str, host: str, port: int, token: str | None, history: float) -> None:
     import asyncio
+    import contextlib
     import signal
     import socket
 
@@ -92,4 +95,5 @@ async def _serve(url: str, host: str, port: int, token: str | None, history: flo
             await server._serve(sockets=[sock])  # serve() minus uvicorn's own signal capture
     finally:
         sock.close()
-        await nc.close()
+        with contextlib.suppress(Exception):  # the server may be gone
+            await nc.close()

@@ -27,7 +27,7 @@ from nanoservice.inspect.status import Status, snapshot, with_rates
 from nanoservice.nats.provision import load_tables
 from nanoservice.workflow.table import RoutingTable
 
-__all__ = ["MOUNT", "Console", "open_console", "standalone"]
+__all__ = ["MOUNT", "Console", "NatsUnavailable", "open_console", "standalone"]
 
 MOUNT = "/ui"
 """Where the console is served (by ``nano console``, and by the bridge)."""
@@ -81,8 +81,16 @@ class Console:
     async def stop(self) -> None:
         await self.hub.stop()
 
+    def need_nats(self) -> None:
+        """Fail fast, with :class:`NatsUnavailable`, while the connection is down."""
+        if not self.nc.is_connected:
+            raise NatsUnavailable("not connected to NATS (reconnecting); this page needs it")
+
     async def tables(self, *, fresh: bool = False) -> dict[str, RoutingTable]:
-        """The stored routing tables, re-read at most every two seconds."""
+        """The stored routing tables, re-read at most every two seconds (while NATS is
+        down, the last ones read)."""
+        if not self.nc.is_connected and self._tables_at and not fresh:
+            return self._tables
         if fresh or time.monotonic() - self._tables_at > _TABLES_TTL:
             self._tables = await load_tables(self.nc.jetstream())
             self._tables_at = time.monotonic()
@@ -92,6 +100,7 @@ class Console:
         """A status snapshot (at most one a second), with rates since the previous one."""
         if self._rated is not None and time.time() - self._rated.time < _STATUS_TTL:
             return self._rated
+        self.need_nats()
         current = await snapshot(self.nc, await self.tables())
         previous, self._status = self._status, current
         self._rated = with_rates(previous, current) if previous is not None else current
@@ -104,6 +113,10 @@ class Console:
         base = request.scope.get("root_path", "").rstrip("/")
         html = self.env.get_template(name).render(base=base, **context)
         return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+
+
+class NatsUnavailable(Exception):
+    """A page needs NATS and the connection is down."""
 
 
 class _Headers:

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from nats.errors import Error as NatsError
@@ -23,14 +23,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from nanoservice.console.app import Console, NatsUnavailable
 from nanoservice.console.hub import OUTCOMES, matches
 from nanoservice.console.render import MAX_PAYLOAD, graph_markup
 from nanoservice.errors import NanoError
 from nanoservice.inspect import dlq
 from nanoservice.inspect.trace import StepRun, Trace, trace_execution
-
-if TYPE_CHECKING:
-    from nanoservice.console.app import Console
 
 __all__ = ["routes"]
 
@@ -71,6 +69,10 @@ def _safe(handler: Handler) -> Handler:
         except NanoError as exc:
             return pages.console.render(
                 request, "error.html", 404, title="Not found", message=str(exc)
+            )
+        except NatsUnavailable as exc:
+            return pages.console.render(
+                request, "error.html", 503, title="NATS unavailable", message=str(exc)
             )
         except (NatsError, TimeoutError, OSError) as exc:
             text = str(exc).removeprefix("nats: ") or type(exc).__name__
@@ -229,6 +231,7 @@ class _Pages:
         workflow = request.path_params["workflow"]
         execution = request.path_params["execution"]
         tables = await self.console.tables()
+        self.console.need_nats()
         trace = await trace_execution(self.console.nc, tables, workflow, execution)
         original = trace.replay_of.split(".", 1) if trace.replay_of else None
         return self.console.render(
@@ -252,6 +255,7 @@ class _Pages:
         execution = request.query_params.get("execution") or None
         if workflow is not None:
             await self._table(workflow)
+        self.console.need_nats()
         letters = await dlq.dead_letters(
             self.console.nc, tables, [workflow] if workflow else None, execution=execution
         )
@@ -270,6 +274,7 @@ class _Pages:
     async def _letter(self, request: Request) -> dlq.DeadLetterInfo:
         workflow, seq = request.path_params["workflow"], request.path_params["seq"]
         await self._table(workflow)
+        self.console.need_nats()
         letters = await dlq.dead_letters(self.console.nc, await self.console.tables(), [workflow])
         for letter in letters:
             if letter.seq == seq:

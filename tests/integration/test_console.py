@@ -377,3 +377,44 @@ def test_the_hub_keeps_a_bounded_list_and_a_slow_client_loses_the_oldest() -> No
     hub._apply("nano.wf._done.e599", {"Nano-Step": "last"}, 700.0, notify=False)
     assert [s.execution for s in hub.recent(outcome="succeeded")] == ["e599"]
     assert hub.recent(since=598.5) == [hub.get("wf", "e599")]
+
+
+async def test_with_nats_down_pages_that_need_it_say_so_and_the_list_still_shows(
+    tmp_path: Path,
+) -> None:
+    own = LocalServer(ServerOptions(store_dir=tmp_path))
+    own.start()
+    try:
+        table = compile_text(workflow("cs_down"), REGISTRY, file="cs_down.yaml")
+        async with nats_backend(own.url) as backend:
+            await backend.provision(table)
+        nc = await nats.connect(own.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        sock = socket.create_server(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}/ui"
+        async with open_console(nc) as console:
+            web = uvicorn.Server(
+                uvicorn.Config(standalone(console), log_level="warning", lifespan="off")
+            )
+            task = asyncio.create_task(web.serve(sockets=[sock]))
+            try:
+                async with httpx.AsyncClient(timeout=10) as http:
+                    assert (await http.get(f"{base}/dead-letters")).status_code == 200
+                    own.stop()
+                    for _ in range(100):  # bounded: the client notices the closed socket
+                        if not nc.is_connected:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert not nc.is_connected
+                    down = await http.get(f"{base}/dead-letters")
+                    assert down.status_code == 503, down.text
+                    assert "not connected to NATS (reconnecting)" in down.text
+                    assert "Traceback" not in down.text
+                    listed = await http.get(f"{base}/executions")
+                    assert listed.status_code == 200 and "cs_down" in listed.text
+            finally:
+                web.should_exit = True
+                await asyncio.wait_for(task, 10)
+        with contextlib.suppress(Exception):
+            await nc.close()
+    finally:
+        own.stop()
