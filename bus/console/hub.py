@@ -2,9 +2,10 @@
 
 One core NATS subscription on ``nano.*.*.*`` (the same as ``nano tail``: it costs the
 streams nothing) turns every stored message into an :class:`~nanoservice.inspect.tail.Event`
-and updates that execution's :class:`Summary`. At start, the last ``history`` seconds of
-triggers, results and dead letters are read back by subject filter, so the list is not
-empty after a restart. Everything is bounded: the summaries kept (``keep``), and each
+and updates that execution's :class:`Summary`. At start, the triggers, results and dead
+letters of the last ``history`` seconds are read back by subject filter from near the end
+of each stream (:meth:`Hub.backfill`), so the list is not empty after a restart.
+Everything is bounded: the summaries kept (``keep``), the history read back, and each
 client's queue (the oldest update is dropped when a slow client falls behind).
 """
 
@@ -16,24 +17,26 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from nanoservice import subjects
-from nanoservice.inspect.history import read
+from nanoservice.inspect.history import Record, bounds, read
 from nanoservice.inspect.tail import Event, Tail
 from nanoservice.types import REPLAY_OF
 from nanoservice.workflow.table import RoutingTable
 
-__all__ = ["OUTCOMES", "Hub", "Summary"]
+__all__ = ["OUTCOMES", "SCAN", "Hub", "Summary", "matches"]
 
 OUTCOMES = ("running", "succeeded", "failed")
 """What the execution list filters on."""
 
 _QUEUE = 256
+
+SCAN = 20
+"""Stream messages looked at per execution kept, when reading back the history."""
 
 
 @dataclass
@@ -88,16 +91,26 @@ class Hub:
             self._sub = None
 
     async def backfill(self) -> None:
-        """Triggers, results and dead letters of the last ``history`` seconds, per workflow."""
-        since = datetime.fromtimestamp(time.time() - self.history, UTC)
+        """Triggers, results and dead letters of the last ``history`` seconds, per workflow.
+
+        Only the stream's last ``keep * SCAN`` messages are looked at (read by subject
+        filter from there), so a busy stream costs a bounded read and the newest show.
+        """
+        since = time.time() - self.history
+        found: list[Record] = []
         for name, table in sorted(self._tables().items()):
             kinds = [subjects.START, subjects.DONE, subjects.DLQ]
             filters = [f"{subjects.PREFIX}.{name}.{kind}.*" for kind in kinds]
             with contextlib.suppress(Exception):  # a missing stream: nothing to show yet
-                async for record in read(
-                    self.nc, table.stream.name, filters, start_time=since, limit=self.keep * 3
-                ):
-                    self._apply(record.subject, record.headers, record.time, notify=False)
+                held = await bounds(self.nc, table.stream.name)
+                if not held.messages:
+                    continue
+                start = max(held.first_seq, held.last_seq - self.keep * SCAN + 1)
+                async for record in read(self.nc, table.stream.name, filters, start_seq=start):
+                    if record.time >= since:
+                        found.append(record)
+        for record in sorted(found, key=lambda r: r.time):  # one list, in time order
+            self._apply(record.subject, record.headers, record.time, notify=False)
 
     def recent(
         self,

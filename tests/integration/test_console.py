@@ -83,7 +83,11 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def served(
-    nats_url: str, *names: str, token: str | None = None, history: float = 3600.0
+    nats_url: str,
+    *names: str,
+    token: str | None = None,
+    history: float = 3600.0,
+    keep: int = 500,
 ) -> AsyncIterator[Served]:
     """Workflows running, a console on them served by uvicorn on a free loopback port."""
     tables = [compile_text(workflow(n), REGISTRY, file=f"{n}.yaml") for n in names]
@@ -96,7 +100,7 @@ async def served(
                 await backend.provision(table)
             async with (
                 serve(backend, tables, REGISTRY, drain_timeout=2),
-                open_console(nc, token=token, history=history) as console,
+                open_console(nc, token=token, history=history, keep=keep) as console,
             ):
                 config = uvicorn.Config(
                     standalone(console),
@@ -295,6 +299,17 @@ async def test_a_restarted_console_lists_recent_executions_from_the_streams(
     async with served(server.url, "cs_back", history=0.001) as s:
         page = await get_ok(s, "/executions")
         assert outcome.execution not in page
+
+
+async def test_a_restarted_console_reads_back_the_newest_executions(server: LocalServer) -> None:
+    async with served(server.url, "cs_many") as s:
+        client = Client(s.nc)
+        ids = [(await client.run("cs_many", {"n": i}, timeout=20)).execution for i in range(30)]
+    async with served(server.url, "cs_many", keep=2) as s:
+        listed = [x.execution for x in s.console.hub.recent()]
+        page = await get_ok(s, "/executions")
+    assert listed == [ids[-1], ids[-2]], (ids, [vars(x) for x in s.console.hub.recent()])
+    assert ids[-1] in page and ids[0] not in page
 
 
 async def test_retry_needs_its_confirmation_and_runs_on_the_fix(server: LocalServer) -> None:
