@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from nanoservice.cli.bridge import bridge_command
+from nanoservice.cli.console import console_command
 from nanoservice.cli.debug import tail_command, trace_command
 from nanoservice.cli.debug_replay import replay_command
 from nanoservice.cli.deploy import deploy_app
@@ -74,6 +75,7 @@ app.command("status")(status_command)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(deploy_app, name="deploy")
 app.command("ps")(ps_command)
+app.command("console")(console_command)
 
 
 def main() -> None:
