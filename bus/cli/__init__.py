@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from nanoservice.cli.new import new_app
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.publish import publish_command
 from nanoservice.cli.up import host_command, up_command
@@ -59,6 +60,7 @@ app.command("validate")(validate_command)
 app.command("compile")(compile_command)
 app.command("graph")(graph_command)
 app.command("cancel")(cancel_command)
+app.add_typer(new_app, name="new")
 
 
 def main() -> None:
