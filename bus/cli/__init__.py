@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from nanoservice.cli.new import new_app
+from nanoservice.cli.nodes import nodes_app
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.publish import publish_command
 from nanoservice.cli.up import host_command, up_command
@@ -61,6 +62,7 @@ app.command("compile")(compile_command)
 app.command("graph")(graph_command)
 app.command("cancel")(cancel_command)
 app.add_typer(new_app, name="new")
+app.add_typer(nodes_app, name="nodes")
 
 
 def main() -> None:
