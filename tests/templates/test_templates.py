@@ -54,3 +54,14 @@ def test_a_generated_copy_passes_its_tests(name: str, tmp_path: Path) -> None:
 
 def _placeholder(template: Template, path: Path) -> bool:
     return template.placeholder in str(path) or template.placeholder in path.read_text()
+
+
+def test_the_typescript_template_passes_its_tests() -> None:
+    from tests.e2e.test_typescript import NODE_TS, build_node_ts
+
+    build_node_ts()
+    result = subprocess.run(
+        ["node", "--test", "dist/test/"], cwd=NODE_TS, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# fail 0" in result.stdout and "# pass " in result.stdout, result.stdout

@@ -64,3 +64,17 @@ def test_the_project_template_ships_the_readme_sample_verbatim() -> None:
     root = Path(__file__).resolve().parents[2]
     template = (root / "templates" / "project" / "workflows" / "hello.yaml").read_text()
     assert template == (root / "workflows" / "hello.yaml").read_text()
+
+
+def test_a_typescript_node_package_is_renamed_and_leaves_build_output_behind(
+    tmp_path: Path,
+) -> None:
+    from nanoservice.cli.new import NODE_TS
+
+    copy_template(NODE_TS, "fraud_score", tmp_path / "ts")
+    package = (tmp_path / "ts" / "package.json").read_text()
+    assert '"name": "nano-node-fraud-score"' in package
+    source = (tmp_path / "ts" / "src" / "fraud_score.ts").read_text()
+    assert 'name: "fraud_score"' in source and "FraudScoreConfig" in source
+    assert not (tmp_path / "ts" / "node_modules").exists()
+    assert not (tmp_path / "ts" / "dist").exists()
