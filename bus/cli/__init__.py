@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from nanoservice.cli.conformance import conformance_command
 from nanoservice.cli.new import new_app
 from nanoservice.cli.nodes import nodes_app
 from nanoservice.cli.ops import cancel_command, graph_command
@@ -63,6 +64,7 @@ app.command("graph")(graph_command)
 app.command("cancel")(cancel_command)
 app.add_typer(new_app, name="new")
 app.add_typer(nodes_app, name="nodes")
+app.command("conformance")(conformance_command)
 
 
 def main() -> None:
