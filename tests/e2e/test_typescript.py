@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import shlex
 import shutil
 import signal
 import subprocess
@@ -17,12 +18,18 @@ from tests.e2e.processes import Background, nano_env
 from tests.e2e.test_cli import REPO, describe, nano
 
 NODE_TS = REPO / "templates" / "node-ts"
-MIXED = """name: mixed
-steps:
-  shape: {node: transform, with: {expr: '{"text": input.text}'}, next: count}
-  count: {node: mynode, runtime: node, with: {lower: true}, next: record}
-  record: {node: log}
-"""
+
+
+def documented() -> tuple[str, list[str]]:
+    """docs/authoring.md's mixed workflow and the command it starts the TypeScript node with."""
+    page = (REPO / "docs" / "authoring.md").read_text()
+    section = page[page.index("## Nodes in other languages") :]
+    workflow = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    console = section.split("```console\n", 1)[1].split("```", 1)[0]
+    line = next(x for x in console.splitlines() if " node " in x)
+    command = shlex.split(line.removeprefix("$ ").split("#")[0])
+    assert command[0].startswith("NATS_URL=") and command[1] == "node", command
+    return workflow, command[2:]
 
 
 def build_node_ts() -> Path:
@@ -43,12 +50,12 @@ def build_node_ts() -> Path:
 class NodeProcess(Background):
     """The TypeScript host as a real process (same line reader as `nano`)."""
 
-    def __init__(self, main: Path, steps: str, url: str, cwd: Path) -> None:
-        env = {**nano_env(), "NATS_URL": url, "NANO_STEPS": steps}
-        self.args = ["node", str(main)]
+    def __init__(self, args: list[str], url: str) -> None:
+        env = {**nano_env(), "NATS_URL": url}
+        self.args = ["node", *args]
         self.proc = subprocess.Popen(
-            ["node", str(main)],
-            cwd=cwd,
+            self.args,
+            cwd=NODE_TS,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -76,11 +83,11 @@ def main_js() -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "workflows").mkdir()
-    (tmp_path / "workflows" / "mixed.yaml").write_text(MIXED)
+    (tmp_path / "workflows" / "mixed.yaml").write_text(documented()[0])
     yield tmp_path
 
 
-def test_python_and_typescript_steps_run_one_workflow_under_nano_up(
+def test_the_documented_mixed_workflow_runs_under_nano_up_with_the_typescript_node(
     main_js: Path, project: Path
 ) -> None:
     up = Background(["up", "--port", "0"], cwd=project)
@@ -89,7 +96,7 @@ def test_python_and_typescript_steps_run_one_workflow_under_nano_up(
         ready = up.wait_for_line("ready:")
         assert "2 step consumers" in ready, up.output()  # the TS step is not Python's
         url = (project / ".nano" / "url").read_text().strip()
-        ts = NodeProcess(main_js, "mixed.count", url, project)
+        ts = NodeProcess(documented()[1], url)
         ts.wait_for_line("ready:")
         result = nano("publish", "mixed", '{"text": "A b a"}', "--wait", cwd=project)
         assert result.returncode == 0, describe(result) + up.output() + ts.output()
