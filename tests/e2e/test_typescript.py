@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import shlex
@@ -32,6 +33,7 @@ def documented() -> tuple[str, list[str]]:
     return workflow, command[2:]
 
 
+@functools.cache
 def build_node_ts() -> Path:
     """`npm ci` (once, from the lock file) and `tsc` in templates/node-ts; its entry point."""
     if shutil.which("node") is None or shutil.which("npm") is None:

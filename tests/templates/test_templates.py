@@ -65,3 +65,19 @@ def test_the_typescript_template_passes_its_tests() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# fail 0" in result.stdout and "# pass " in result.stdout, result.stdout
+
+
+def test_a_generated_typescript_package_builds_and_passes_its_tests(tmp_path: Path) -> None:
+    from nanoservice.cli.new import NODE_TS
+    from tests.e2e.test_typescript import NODE_TS as TEMPLATE
+    from tests.e2e.test_typescript import build_node_ts
+
+    build_node_ts()  # installs the template's packages; the copy borrows them
+    copy_template(NODE_TS, "fraud_score", tmp_path / "ts")
+    (tmp_path / "ts" / "node_modules").symlink_to(TEMPLATE / "node_modules")
+    for command in (["npx", "tsc", "-p", "."], ["node", "--test", "dist/test/"]):
+        done = subprocess.run(
+            command, cwd=tmp_path / "ts", capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "# fail 0" in done.stdout, done.stdout
