@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from nanoservice.cli.common import console, run
+from nanoservice.cli.common import console, die, run
 
 __all__ = ["conformance_command"]
 
@@ -30,13 +30,17 @@ def conformance_command(
 
     unknown = sorted(set(scenario or []) - set(SCENARIOS))
     if unknown:
-        console.print(f"error: unknown scenario {unknown[0]!r} (known: {', '.join(SCENARIOS)})")
-        raise typer.Exit(2)
+        raise die(f"unknown scenario {unknown[0]!r} (known: {', '.join(SCENARIOS)})", code=2)
 
     def show(name: str, ok: bool, text: str) -> None:
         console.print(f"{'pass' if ok else 'FAIL'}  {name}: {text}", soft_wrap=True, markup=False)
 
-    report = run(run_conformance(cmd, scenario or None, show))
+    from nanoservice.nats.local_server import NatsServerError, NatsServerNotFound
+
+    try:
+        report = run(run_conformance(cmd, scenario or None, show))
+    except (NatsServerError, NatsServerNotFound) as exc:
+        raise die(str(exc).splitlines()[0]) from None
     failed = sum(not ok for _, ok, _ in report.results)
     console.print(
         f"{len(report.results)} scenarios: {len(report.results) - failed} passed, {failed} failed"

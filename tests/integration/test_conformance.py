@@ -85,3 +85,12 @@ def test_a_command_that_exits_at_once_is_one_failure_line(tmp_path: Path) -> Non
         result
     )
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_an_unknown_scenario_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    result = nano("conformance", "--cmd", "true", "--scenario", "retry", cwd=tmp_path)
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.strip() == (
+        "error: unknown scenario 'retry' (known: results, routes, retries, deadletters, "
+        "heartbeats, redelivery)"
+    )
