@@ -12,11 +12,14 @@ from typing import Annotated
 import typer
 
 from nanoservice.cli.bridge import bridge_command
+from nanoservice.cli.conformance import conformance_command
 from nanoservice.cli.console import console_command
 from nanoservice.cli.debug import tail_command, trace_command
 from nanoservice.cli.debug_replay import replay_command
 from nanoservice.cli.deploy import deploy_app
 from nanoservice.cli.dlq import dlq_app
+from nanoservice.cli.new import new_app
+from nanoservice.cli.nodes import nodes_app
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.ps import ps_command
 from nanoservice.cli.publish import publish_command
@@ -76,6 +79,9 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(deploy_app, name="deploy")
 app.command("ps")(ps_command)
 app.command("console")(console_command)
+app.add_typer(new_app, name="new")
+app.add_typer(nodes_app, name="nodes")
+app.command("conformance")(conformance_command)
 
 
 def main() -> None:

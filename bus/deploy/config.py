@@ -201,6 +201,12 @@ class DurabilitySpec(_Spec):
 class DeployConfig(_Spec):
     """``nano.yaml`` at the project's root (without one: monolith, one local server)."""
 
+    name: str | None = Field(None, description="The project's name.")
+    prefer: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node name -> the distribution to take it from, when two installed "
+        "distributions declare it (docs/authoring.md).",
+    )
     mode: Mode = Field("monolith", description="`monolith`, `micro` or `nano`.")
     per: Literal["step", "node"] = Field(
         "step", description="Nano mode: one process per `step`, or per `node` (its steps)."

@@ -53,11 +53,14 @@ def freeze_startup_heap() -> None:
 def select_steps(
     tables: Iterable[RoutingTable], only: Iterable[str] | None = None
 ) -> list[tuple[RoutingTable, StepRoute]]:
-    """The steps a host runs: all, or those named ``workflow`` or ``workflow.step``."""
+    """The steps a host runs: all, or those named ``workflow`` or ``workflow.step``; never
+    a step another runtime serves (``runtime`` set)."""
     wanted = set(only) if only is not None else None
     chosen: list[tuple[RoutingTable, StepRoute]] = []
     for table in tables:
         for step in table.steps.values():
+            if step.runtime is not None:
+                continue
             if (
                 wanted is None
                 or table.workflow in wanted

@@ -5,24 +5,24 @@ project's local ``nodes/`` folder. Tests build, copy or narrow registries freely
 
 A name belongs to one node: a local or installed node named like a built-in or another
 installed node is refused, naming both origins, unless it sets ``override = True``
-(``@node("x", override=True)``), which replaces the other on purpose.
+(``@node("x", override=True)``), which replaces the other on purpose. Two installed
+distributions declaring one name are refused before anything is imported, unless the
+project's ``nano.yaml`` says which to use (``prefer``, see :mod:`.catalog`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterable
-from importlib.metadata import entry_points
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from nanoservice.errors import NanoError, UnknownNodeError
+from nanoservice.sdk.catalog import ENTRY_POINT_GROUP, installed_nodes
 from nanoservice.sdk.node import Node, NodeType, as_node_type
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry"]
-
-ENTRY_POINT_GROUP = "nanoservice.nodes"
 
 
 class Registry:
@@ -87,16 +87,31 @@ class Registry:
         return Registry(self.get(n) for n in names)
 
     @classmethod
-    def discover(cls, local_dirs: Iterable[str | Path] = ()) -> Registry:
-        """Installed nodes (entry points), then each local folder's ``*.py`` node modules."""
+    def discover(
+        cls, local_dirs: Iterable[str | Path] = (), prefer: Mapping[str, str] | None = None
+    ) -> Registry:
+        """Installed nodes (entry points), then each local folder's ``*.py`` node modules.
+
+        ``prefer`` maps a node name to the distribution that provides it, where two
+        installed distributions declare the name.
+        """
         registry = cls()
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.module.startswith("nanoservice.nodes."):
-                origin = f"the built-in node ({ep.value})"
+        for entry in installed_nodes(prefer):
+            assert entry.entry_point is not None
+            if entry.builtin:
+                origin = f"the built-in node ({entry.target})"
             else:
-                package = f"package {ep.dist.name}: " if ep.dist is not None else ""
-                origin = f"the installed node ({package}{ep.value})"
-            registry.add(ep.load(), origin=origin)
+                origin = f"the installed node (package {entry.distribution}: {entry.target})"
+            try:
+                loaded = as_node_type(entry.entry_point.load())
+            except Exception as exc:
+                raise NanoError(f"{origin}: cannot load node '{entry.name}': {exc!r}") from exc
+            if loaded.name != entry.name:
+                raise NanoError(
+                    f"{origin}: the entry point '{entry.name}' loads a node named "
+                    f"'{loaded.name}'; name them alike"
+                )
+            registry.add(loaded, origin=origin)
         for folder in local_dirs:
             for node_type, path in load_local_nodes(Path(folder)):
                 registry.add(node_type, origin=f"the local node in {path}")

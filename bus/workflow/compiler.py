@@ -18,6 +18,7 @@ from nanoservice.errors import Problem, UnknownNodeError, WorkflowError
 from nanoservice.sdk.registry import Registry
 from nanoservice.workflow import dataflow
 from nanoservice.workflow.expr import Expression, ExpressionError, step_references
+from nanoservice.workflow.foreign import check_foreign_step
 from nanoservice.workflow.loader import Document, Location, load_document, parse_document
 from nanoservice.workflow.spec import StepSpec, WorkflowSpec
 from nanoservice.workflow.table import RoutingTable
@@ -150,6 +151,9 @@ class _Compiler:
             return
         if step.node is None:
             self.fail("a step needs a `node` (or a `call`)", loc, name)
+            return
+        if step.runtime is not None:
+            check_foreign_step(self, name, step, loc)
             return
         try:
             node_type = self.registry.get(step.node)

@@ -9,6 +9,7 @@ from nanoservice.errors import NanoError, Problem, WorkflowError
 from nanoservice.sdk.registry import Registry
 from nanoservice.workflow.compiler import compile_spec
 from nanoservice.workflow.loader import Document, load_document
+from nanoservice.workflow.settings import SETTINGS_FILE, load_settings
 from nanoservice.workflow.table import RoutingTable
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "check_files",
     "compile_files",
     "find_workflow_files",
+    "local_node_folders",
     "project_registry",
 ]
 
@@ -41,13 +43,21 @@ def find_workflow_files(paths: Sequence[str | Path] = ()) -> list[Path]:
     return found
 
 
-def project_registry(local_nodes: Iterable[str | Path] = ("nodes",)) -> Registry:
-    """Installed nodes plus a project's local node folders (skipping the built-in package)."""
+def project_registry(
+    local_nodes: Iterable[str | Path] = ("nodes",), settings: Path = SETTINGS_FILE
+) -> Registry:
+    """Installed nodes plus a project's local node folders (skipping the built-in package),
+    choosing between installed distributions as the project's ``nano.yaml`` says."""
+    folders = local_node_folders(local_nodes)
+    return Registry.discover(folders, prefer=load_settings(settings).prefer)
+
+
+def local_node_folders(local_nodes: Iterable[str | Path] = ("nodes",)) -> list[Path]:
+    """The given folders, without the built-in nodes package (``./nodes`` in the checkout)."""
     from nanoservice import nodes as builtin
 
     builtin_dir = Path(builtin.__file__).resolve().parent
-    folders = [Path(f) for f in local_nodes if Path(f).resolve() != builtin_dir]
-    return Registry.discover(folders)
+    return [Path(f) for f in local_nodes if Path(f).resolve() != builtin_dir]
 
 
 def compile_files(files: Iterable[Path], registry: Registry) -> list[RoutingTable]:

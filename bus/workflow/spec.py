@@ -273,6 +273,13 @@ class StepSpec(_Spec):
         256, ge=1, le=100_000, description="Messages in flight per host for this step."
     )
     description: str | None = Field(None, description="Free text for people and graphs.")
+    runtime: str | None = Field(
+        None,
+        description="Served by a host of another runtime (e.g. `node` for a TypeScript node; "
+        "see docs/protocol.md, Foreign hosts): Python hosts skip the step, its node is not "
+        "looked up and its `with:` is passed on as it is. Such a step uses only `node`, "
+        "`with`, `next`, `retry`, `timeout`, `ack_wait` and `concurrency`.",
+    )
 
 
 class WorkflowSpec(_Spec):

@@ -103,6 +103,8 @@ class StepRoute(msgspec.Struct, frozen=True, kw_only=True):
     """Step outputs to carry onward (None = all): only what later steps reference."""
     keep_input: bool = True
     """Whether messages leaving this step carry the trigger payload (later steps read it)."""
+    runtime: str | None = None
+    """Set when a host of another runtime serves the step: Python hosts skip it."""
 
     @property
     def terminal(self) -> bool:

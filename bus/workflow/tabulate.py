@@ -91,6 +91,7 @@ def build_table(
             concurrency=step.concurrency,
             keep=None if kept is None else sorted(kept - {INPUT}),
             keep_input=kept is None or INPUT in kept,
+            runtime=step.runtime,
         )
     stream = StreamSettings(
         name=subjects.stream_name(wf),
