@@ -19,13 +19,15 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
 
 from nanoservice import subjects
 from nanoservice.errors import NanoError
 from nanoservice.nats.buckets import SCHEDULES, TABLES, bucket
 from nanoservice.nats.claims import claims_store
 from nanoservice.workflow.table import RoutingTable, StepRoute
+
+KEYS_ATTEMPTS = 3
 
 __all__ = [
     "Provisioned",
@@ -163,10 +165,18 @@ async def load_tables(js: JetStreamContext) -> dict[str, RoutingTable]:
     except BucketNotFoundError:
         return {}
     tables: dict[str, RoutingTable] = {}
-    try:
-        keys = await kv.keys()
-    except Exception:  # nats-py raises NoKeysError on an empty bucket
-        return {}
+    keys: list[str] = []
+    for attempt in range(1, KEYS_ATTEMPTS + 1):
+        try:
+            keys = await kv.keys()
+            break
+        except NoKeysError:  # an empty bucket
+            return {}
+        except TimeoutError:  # a busy server: never taken for "no tables"
+            if attempt == KEYS_ATTEMPTS:
+                raise NanoError(
+                    f"the server did not list the routing tables ({TABLES}) in time"
+                ) from None
     for key in keys:
         entry = await kv.get(key)
         if entry.value:
