@@ -18,10 +18,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from nanoservice import subjects
 from nanoservice.nats.client import LOST, NOT_STORED, Client, NoOutcome, Outcome
+from nanoservice.observe.http import ROUTE
 from nanoservice.triggers.cloudevents import cloudevent
 from nanoservice.triggers.inputs import BadInput, build_input, header_field, schema_problems
 from nanoservice.triggers.limits import BodyTooLarge, BodyTooSlow, read_body
@@ -126,6 +127,7 @@ class _Bridge:
 
     async def dispatch(self, request: Request) -> Response:
         match = self.routes.match(request.method, request.url.path)
+        request.scope[ROUTE] = match.target.route.path if match.target else "unmatched"
         if match.target is None:
             if match.allowed:
                 response = _error(405, f"{request.method} is not allowed on {request.url.path}")
@@ -268,10 +270,12 @@ def build_app(
     settings: BridgeSettings | None = None,
     *,
     middleware: Sequence[Middleware] = (),
+    mounts: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The bridge app: the workflows' routes (from ``tables()``, read per request, so a new
     revision is served at once), ``/executions/{id}``, ``/openapi.json``, ``/healthz`` and
-    ``/readyz``. ``client`` must wait through started shared ``Results``."""
+    ``/readyz``, and ``mounts`` (the console at ``/ui``) before the workflows' routes.
+    ``client`` must wait through started shared ``Results``."""
     bridge = _Bridge(client, tables, settings or BridgeSettings())
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     app = Starlette(
@@ -280,6 +284,7 @@ def build_app(
             Route("/readyz", bridge.readyz, methods=["GET"]),
             Route("/openapi.json", bridge.openapi, methods=["GET"]),
             Route("/executions/{execution}", bridge.execution, methods=["GET"]),
+            *mounts,
             Route("/{path:path}", bridge.dispatch, methods=methods),
         ],
         middleware=list(middleware),

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from nats.aio.client import Client as NATS
+from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
 
+from nanoservice.console.app import Console
 from nanoservice.nats.client import Client
 from nanoservice.nats.results import Results
+from nanoservice.observe.http import HttpMetrics
 from nanoservice.triggers.bridge import BridgeSettings, build_app
 from nanoservice.triggers.limits import protocol_with
 from nanoservice.triggers.requests import RequestServer
@@ -39,6 +43,11 @@ class TriggerOptions:
     schedules: bool = True
     settings: BridgeSettings = field(default_factory=BridgeSettings)
     keep_alive: float = 5.0
+    console: bool = False
+    """Serve the web console at ``/ui`` too (docs/console.md)."""
+    console_token: str | None = None
+    metrics: CollectorRegistry | None = None
+    """Count requests by route and status in this registry (``nano_http_*``)."""
 
 
 class _Server(uvicorn.Server):
@@ -62,6 +71,7 @@ class Triggers:
             self.client, self.tables, max_in_flight=self.options.settings.max_in_flight
         )
         self.url: str | None = None
+        self.console: Console | None = None
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
 
@@ -90,8 +100,19 @@ class Triggers:
         sock.setblocking(False)
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
+        mounts = []
+        if opts.console:
+            self.console = Console(self.nc, token=opts.console_token)
+            await self.console.start()
+            mounts.append(self.console.mount())
+        middleware = (
+            [Middleware(HttpMetrics, registry=opts.metrics)] if opts.metrics is not None else []
+        )
+        app = build_app(
+            self.client, self.tables, opts.settings, middleware=middleware, mounts=mounts
+        )
         config = uvicorn.Config(
-            build_app(self.client, self.tables, opts.settings),
+            app,
             http=protocol_with(opts.settings.header_timeout),
             lifespan="off",
             log_level="warning",
@@ -114,6 +135,8 @@ class Triggers:
                 await asyncio.wait_for(self._serving, grace)
             except (TimeoutError, asyncio.CancelledError):
                 self._server.force_exit = True
+        if self.console is not None:
+            await self.console.stop()
         await self.requests.stop()
         await self.scheduler.stop()
         await self.tables.stop()

@@ -18,13 +18,14 @@ from nanoservice.cli.debug import tail_command, trace_command
 from nanoservice.cli.debug_replay import replay_command
 from nanoservice.cli.deploy import deploy_app
 from nanoservice.cli.dlq import dlq_app
+from nanoservice.cli.host import host_command
 from nanoservice.cli.new import new_app
 from nanoservice.cli.nodes import nodes_app
 from nanoservice.cli.ops import cancel_command, graph_command
 from nanoservice.cli.ps import ps_command
 from nanoservice.cli.publish import publish_command
 from nanoservice.cli.status import status_command
-from nanoservice.cli.up import host_command, up_command
+from nanoservice.cli.up import up_command
 from nanoservice.cli.workflows import compile_command, validate_command
 
 __all__ = ["app", "main"]

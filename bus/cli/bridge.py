@@ -11,6 +11,7 @@ from nanoservice.errors import NanoError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
+    from prometheus_client import CollectorRegistry
 
     from nanoservice.triggers.service import TriggerOptions, Triggers
 
@@ -89,12 +90,18 @@ async def _bridge(url: str, options: TriggerOptions, reconnect_attempts: int) ->
     console.print("[green]stopped[/green]")
 
 
-async def start_triggers(nc: NATS, host: str, port: int) -> tuple[Triggers, str]:
-    """For `nano up`: the bridge on ``port`` (8080 taken: any free port), the request server
-    and the scheduler; returns them (``.stop()`` them) and the banner line."""
+async def start_triggers(
+    nc: NATS, host: str, port: int, *, metrics: CollectorRegistry | None = None
+) -> tuple[Triggers, str]:
+    """For `nano up`: the bridge on ``port`` (8080 taken: any free port) with the console at
+    ``/ui``, the request server and the scheduler; returns them (``.stop()`` them) and the
+    banner lines. ``metrics``: count the bridge's requests there."""
     from nanoservice.triggers.service import TriggerOptions, Triggers
 
-    triggers = Triggers(nc, TriggerOptions(host=host, port=port))
+    def options(port: int) -> TriggerOptions:
+        return TriggerOptions(host=host, port=port, console=True, metrics=metrics)
+
+    triggers = Triggers(nc, options(port))
     try:
         await triggers.start()
     except OSError:
@@ -102,7 +109,11 @@ async def start_triggers(nc: NATS, host: str, port: int) -> tuple[Triggers, str]
             await triggers.stop()
             raise NanoError(f"port {port} is taken (pass another --http-port)") from None
         await triggers.stop()
-        triggers = Triggers(nc, TriggerOptions(host=host, port=0))
+        triggers = Triggers(nc, options(0))
         await triggers.start()
-        return triggers, f"HTTP        {triggers.url} (port 8080 is taken)"
-    return triggers, f"HTTP        {triggers.url}"
+        return triggers, _lines(triggers, " (port 8080 is taken)")
+    return triggers, _lines(triggers, "")
+
+
+def _lines(triggers: Triggers, note: str) -> str:
+    return f"HTTP        {triggers.url}{note}\nconsole     {triggers.url}/ui/"

@@ -25,6 +25,7 @@ from nanoservice.supervise import Limits, ProcessSpec, Supervisor
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
+    from nanoservice.observe.supervisor import SupervisorMetrics
     from nanoservice.workflow.table import RoutingTable
 
 __all__ = ["HostOptions", "run_supervised", "spec_of"]
@@ -79,10 +80,12 @@ async def run_supervised(
     follow: Callable[[Callable[[RoutingTable], Awaitable[None]]], Coroutine[Any, Any, None]]
     | None = None,
     others: Sequence[tuple[ProcessSpec, int]] = (),
+    metrics: SupervisorMetrics | None = None,
 ) -> None:
     """Run ``groups`` supervised until SIGINT/SIGTERM, then stop them (a second signal:
     at once). ``follow(on_new_table)`` follows the workflow files; ``others`` are more
-    processes to supervise alongside (a bridge, a scheduler: spec and replica count)."""
+    processes to supervise alongside (a bridge, a scheduler: spec and replica count);
+    ``metrics`` counts restarts and replicas per group."""
     from nanoservice.supervise.autoscale import Autoscaler
     from nanoservice.supervise.backlog import consumers_of, read_backlog
     from nanoservice.supervise.state import write_state
@@ -131,9 +134,23 @@ async def run_supervised(
         for group in regrouped:
             place(group)
 
+    restarts: dict[tuple[str, int], int] = {}
+
+    def update_metrics() -> None:
+        if metrics is None:
+            return
+        for name in sup.specs:
+            metrics.replicas(name, sup.count(name))
+        for replica in sup.all():
+            key = (replica.spec.name, replica.index)
+            for _ in range(replica.restarts - restarts.get(key, 0)):
+                metrics.restarted(replica.spec.name)
+            restarts[key] = replica.restarts
+
     async def keep_state() -> None:
         while True:
             write_state(state_file, sup.all(), mode=mode)
+            update_metrics()
             dirty.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(dirty.wait(), STATE_EVERY)

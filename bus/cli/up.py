@@ -1,4 +1,4 @@
-"""``nano up`` (local NATS + provisioning + workers) and ``nano host`` (one worker process)."""
+"""``nano up``: a local NATS (or a given one), provisioning, the workers and the bridge."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from nanoservice.cli.common import (
     Grace,
     LogFormat,
     MetricsPort,
-    NatsUrl,
     NodesDir,
     Reconnects,
     console,
@@ -36,13 +35,12 @@ if TYPE_CHECKING:
 
     from nanoservice.deploy import LoadedConfig, Mode, ProcessGroup
     from nanoservice.nats.local_cluster import LocalCluster
-    from nanoservice.nats.local_server import (
-        LocalServer,
-    )
+    from nanoservice.nats.local_server import LocalServer
+    from nanoservice.observe.supervisor import SupervisorMetrics
     from nanoservice.sdk.registry import Registry
     from nanoservice.workflow.table import RoutingTable
 
-__all__ = ["host_command", "up_command"]
+__all__ = ["LogLevel", "connect_nats", "up_command"]
 
 log = logging.getLogger("nanoservice.cli.up")
 
@@ -164,7 +162,9 @@ def up_command(
                 metrics_port=metrics_port,
                 sd_file=data_dir / "prometheus" / "targets.json",
                 stream_replicas=deploy.durability.stream_replicas,
-                supervised=Supervised(loaded, chosen, groups, nodes, log_level, data_dir)
+                supervised=Supervised(
+                    loaded, chosen, groups, nodes, log_level, data_dir, log_format
+                )
                 if supervised
                 else None,
                 http_port=http_port,
@@ -196,6 +196,19 @@ class Supervised:
     nodes: list[Path] | None
     log_level: str
     data_dir: Path
+    log_format: str = "text"
+
+    def host_args(self) -> tuple[str, ...]:
+        """Options every child host gets besides its steps: the log format, and metrics on
+        a free port of its own, listed for Prometheus in the data folder."""
+        return (
+            "--log-format",
+            self.log_format,
+            "--metrics-port",
+            "0",
+            "--metrics-sd-dir",
+            str(self.data_dir / "prometheus"),
+        )
 
 
 def _lock_folder(data_dir: Path) -> IO[str]:
@@ -300,8 +313,9 @@ async def _serve(
     from nanoservice.nats.local_cluster import LocalCluster
     from nanoservice.nats.provision import provision
     from nanoservice.observe.host import HostObservability
+    from nanoservice.observe.supervisor import SupervisorMetrics
 
-    nc = await _connect(url, "nano up", reconnect_attempts)
+    nc = await connect_nats(url, "nano up", reconnect_attempts)
     js = nc.jetstream()
     replicas = stream_replicas or (3 if isinstance(server, LocalCluster) else None)
     for table in tables:
@@ -323,11 +337,37 @@ async def _serve(
     def follow() -> Coroutine[Any, Any, None]:
         return follow_files(targets or [Path("workflows")], registry, tables, publish, say)
 
-    triggers, http_line = await start_triggers(nc, "127.0.0.1", http_port)  # bridge, schedules
-    banner = banner.replace("\n", f"\n{http_line}\n", 1)
+    observe = HostObservability(  # as for NATS: the usual port, or any free one if taken
+        metrics_port=DEFAULT_METRICS_PORT if metrics_port is None else metrics_port,
+        any_port_if_taken=metrics_port is None,
+        sd_file=sd_file,
+    )
+    triggers, http_lines = await start_triggers(  # bridge + console, requests, schedules
+        nc, "127.0.0.1", http_port, metrics=observe.registry
+    )
+    banner = banner.replace("\n", f"\n{http_lines}\n", 1)
     try:
         if supervised is not None:
-            await _supervise(nc, url, tables, registry, supervised, banner, grace, targets, publish)
+            # this process's own /metrics: the supervisor's restarts and replicas, the bridge
+            lines = observe.start(None, [])
+            sd_dir = supervised.data_dir / "prometheus"
+            lines.append(f"hosts       one /metrics per process, listed in {sd_dir}/ (file_sd)")
+            banner = "\n".join([banner, *lines])
+            try:
+                await _supervise(
+                    nc,
+                    url,
+                    tables,
+                    registry,
+                    supervised,
+                    banner,
+                    grace,
+                    targets,
+                    publish,
+                    SupervisorMetrics(observe.registry),
+                )
+            finally:
+                await observe.stop()
             return
         await run_host(
             nc,
@@ -338,11 +378,7 @@ async def _serve(
             grace=grace,
             replicas=replicas or 1,
             follow=follow,
-            observe=HostObservability(  # as for NATS: the usual port, or any free one if taken
-                metrics_port=DEFAULT_METRICS_PORT if metrics_port is None else metrics_port,
-                any_port_if_taken=metrics_port is None,
-                sd_file=sd_file,
-            ),
+            observe=observe,
         )
     finally:
         await triggers.stop()
@@ -358,6 +394,7 @@ async def _supervise(
     grace: float,
     targets: list[Path] | None,
     publish: Callable[[RoutingTable], Awaitable[None]],
+    metrics: SupervisorMetrics | None = None,
 ) -> None:
     import asyncio
 
@@ -373,7 +410,11 @@ async def _supervise(
         await follow_files(targets or [Path("workflows")], registry, tables, publish_and_place, say)
 
     options = HostOptions(
-        url, nodes=how.nodes or [Path("nodes")], log_level=how.log_level, grace=grace
+        url,
+        nodes=how.nodes or [Path("nodes")],
+        log_level=how.log_level,
+        grace=grace,
+        extra_args=how.host_args(),
     )
     try:
         await run_supervised(
@@ -387,6 +428,7 @@ async def _supervise(
             state_file=how.data_dir / STATE_NAME,
             say=say,
             follow=follow,
+            metrics=metrics,
         )
     finally:
         with contextlib.suppress(Exception):
@@ -397,7 +439,7 @@ def say(text: str) -> None:
     console.print(text, soft_wrap=True)
 
 
-async def _connect(url: str, name: str, reconnect_attempts: int = -1) -> NATS:
+async def connect_nats(url: str, name: str, reconnect_attempts: int = -1) -> NATS:
     from nanoservice.nats.connect import connect
 
     try:
@@ -430,66 +472,3 @@ def _banner(
     example = tables[0].workflow if tables else "<workflow>"
     lines.append(f"try         nano publish {example} '{{...}}' --wait")
     return "\n".join(lines)
-
-
-def host_command(
-    steps: Annotated[
-        list[str] | None,
-        typer.Option("--steps", help="Run only these: `workflow` or `workflow.step` (repeatable)."),
-    ] = None,
-    files: Files = None,
-    nats_url: NatsUrl = None,
-    nodes: NodesDir = None,
-    log_level: LogLevel = "info",
-    log_format: LogFormat = "text",
-    metrics_port: MetricsPort = None,
-    reconnect_attempts: Reconnects = -1,
-    grace: Grace = 10.0,
-) -> None:
-    """Run step consumers against an existing NATS (one process of nano/micro mode).
-
-    Routing tables come from the server (stored there by `nano up` or by `nano host` given
-    files), or from the workflow files given.
-    """
-    from nanoservice.nats.connect import resolve_url
-    from nanoservice.workflow.project import compile_files, find_workflow_files, project_registry
-
-    setup_logging(log_level, log_format)
-    try:
-        registry = project_registry(nodes or [Path("nodes")])
-        tables = compile_files(find_workflow_files(files), registry) if files else None
-    except NanoError as exc:
-        raise die(str(exc)) from None
-    run(
-        _host(
-            resolve_url(nats_url), tables, registry, steps, reconnect_attempts, grace, metrics_port
-        )
-    )
-
-
-async def _host(
-    url: str,
-    tables: list[RoutingTable] | None,
-    registry: Registry,
-    steps: list[str] | None,
-    reconnect_attempts: int = -1,
-    grace: float = 10.0,
-    metrics_port: int | None = None,
-) -> None:
-    from nanoservice.nats.provision import load_tables, provision
-    from nanoservice.observe.host import HostObservability
-
-    nc = await _connect(url, "nano host", reconnect_attempts)
-    if tables is None:
-        tables = list((await load_tables(nc.jetstream())).values())
-        if not tables:
-            raise NanoError(f"no routing tables on {url}; run `nano up` or pass workflow files")
-    else:
-        for table in tables:
-            await provision(nc.jetstream(), table)
-    from nanoservice.cli.hosting import run_host
-
-    observe = HostObservability(metrics_port=metrics_port)
-    await run_host(
-        nc, tables, registry, steps, banner=f"NATS        {url}", grace=grace, observe=observe
-    )

@@ -23,7 +23,11 @@ from starlette.routing import Match
 
 from nanoservice.observe.metrics import DURATION_BUCKETS
 
-__all__ = ["HttpMetrics", "route_of"]
+__all__ = ["ROUTE", "HttpMetrics", "route_of"]
+
+ROUTE = "nano.route"
+"""Scope key an app sets to the template it dispatched to itself (the bridge's workflow
+routes behind one catch-all); it wins over the matched Starlette route."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,9 +102,12 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
+            route = str(scope.get(ROUTE, route))
             self.duration.labels(route, method).observe(time.perf_counter() - began)
             self.requests.labels(route, method, str(status)).inc()
             if span is not None and token is not None:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(trace.StatusCode.ERROR)

@@ -15,7 +15,7 @@ from nanoservice.workflow.spec import TriggerSpec
 
 __all__ = ["RESERVED_PATHS", "TICK_ID", "compile_path", "path_params", "trigger_problems"]
 
-RESERVED_PATHS = ("/healthz", "/readyz", "/openapi.json", "/executions")
+RESERVED_PATHS = ("/healthz", "/readyz", "/openapi.json", "/executions", "/ui")
 """Paths the bridge answers itself; no route may start with one."""
 
 TICK_ID = "tick-{name}-{epoch}"

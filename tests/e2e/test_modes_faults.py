@@ -11,10 +11,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 
+import httpx
 import nats
 import pytest
 
@@ -98,6 +101,24 @@ def test_processes_are_one_per_step_with_the_groups_replicas(up: Up) -> None:
     ]
 
 
+def test_every_process_serves_its_own_metrics_listed_for_prometheus(up: Up) -> None:
+    """One file_sd file per process in .nano/prometheus; each target answers with the
+    metrics of its own step only (the hello run below goes through three processes)."""
+    on_nats(up.url, lambda nc: Client(nc).run("hello", {"name": "Ada"}, timeout=60))
+    folder = up.root / up.data_dir / "prometheus"
+    listed = {}
+    for path in sorted(folder.glob("*.json")):
+        ((group,),) = [[g] for g in json.loads(path.read_text())]
+        listed[group["labels"].get("process", "nano up")] = group["targets"][0]
+    hosts = sorted(f"{p['group']}/{p['replica']}" for p in up.ps())
+    assert sorted(listed) == sorted([*hosts, "nano up"])
+    text = httpx.get(f"http://{listed['hello.greet/1']}/metrics", timeout=10).text
+    assert 'nano_step_messages_total{step="greet",workflow="hello"} 1.0' in text, text
+    assert 'step="normalize"' not in text  # another process's step
+    own = httpx.get(f"http://{listed['nano up']}/metrics", timeout=10).text  # the supervisor
+    assert 'nano_supervisor_replicas{process="slow.b"} 3.0' in own, own
+
+
 def test_sigkill_of_step_processes_mid_batch_loses_and_duplicates_nothing(up: Up) -> None:
     victims = [pid_of(up, "slow.b", 2), pid_of(up, "slow.c")]
 
@@ -118,6 +139,15 @@ def test_sigkill_of_step_processes_mid_batch_loses_and_duplicates_nothing(up: Up
     restarted = {(p["group"], p["replica"]): p for p in up.ps()}
     for key in (("slow.b", 2), ("slow.c", 1)):
         assert restarted[key]["restarts"] == 1 and restarted[key]["pid"] not in victims
+    own = json.loads((up.root / up.data_dir / "prometheus" / "targets.json").read_text())
+    scrape = f"http://{own[0]['targets'][0]}/metrics"
+    deadline = time.monotonic() + 30  # the counters follow the supervisor's state (~1 s)
+    while 'nano_supervisor_restarts_total{process="slow.c"} 1.0' not in (
+        text := httpx.get(scrape, timeout=10).text
+    ):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    assert 'nano_supervisor_restarts_total{process="slow.b"} 1.0' in text, text
 
 
 def test_a_backlog_scales_a_group_up_and_idle_brings_it_back(up: Up) -> None:

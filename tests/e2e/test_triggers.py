@@ -71,6 +71,24 @@ def test_up_prints_the_bridge_and_the_sample_answers_by_http(project: Path, up: 
     assert up.wait() == 0, up.output()
 
 
+def test_up_serves_the_console_and_counts_the_bridges_requests(up: Background) -> None:
+    """The console at the address `nano up` prints, on the bridge; the bridge's requests in
+    the /metrics of the same process, by route template and status."""
+    url = _http_url(up)
+    console = re.search(r"^console\s+(http://\S+)", up.output(), re.M)
+    assert console and console.group(1) == f"{url}/ui/", up.output()
+    metrics = re.search(r"^metrics\s+(http://\S+)", up.output(), re.M)
+    assert metrics, up.output()
+    with httpx.Client(timeout=30) as http:
+        page = http.get(console.group(1))
+        assert page.status_code == 200 and "hello" in page.text, page.text[:500]
+        assert http.post(f"{url}/hello", json={"name": "Ada"}).status_code == 200
+        scraped = http.get(metrics.group(1)).text
+    assert 'nano_http_requests_total{method="POST",route="/hello",status="200"} 1.0' in scraped, (
+        scraped
+    )
+
+
 def test_bridge_without_nats_says_so_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(NANO), "bridge", "--nats-url", "nats://127.0.0.1:1", "--http-port", "0"],
