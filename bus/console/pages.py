@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from nanoservice.console.app import Console, NatsUnavailable
 from nanoservice.console.hub import OUTCOMES, matches
-from nanoservice.console.render import MAX_PAYLOAD, graph_markup
+from nanoservice.console.render import MAX_PAYLOAD, graph_markup, graph_svg
 from nanoservice.errors import NanoError
 from nanoservice.inspect import dlq
 from nanoservice.inspect.trace import StepRun, Trace, trace_execution
@@ -46,6 +46,7 @@ def routes(console: Console) -> list[BaseRoute]:
         Route("/", pages.workflows),
         Route("/fragments/workflows", pages.workflow_rows),
         Route("/workflows/{workflow}", pages.workflow),
+        Route("/workflows/{workflow}/graph.svg", pages.graph),
         Route("/fragments/workflows/{workflow}/steps", pages.step_rows),
         Route("/executions", pages.executions),
         Route("/events", pages.events),
@@ -154,6 +155,10 @@ class _Pages:
             graph=graph_markup(table),
             steps=await self._steps(name),
         )
+
+    async def graph(self, request: Request) -> Response:
+        table = await self._table(request.path_params["workflow"])
+        return Response(graph_svg(table), media_type="image/svg+xml")
 
     async def step_rows(self, request: Request) -> Response:
         name = request.path_params["workflow"]

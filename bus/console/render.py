@@ -16,9 +16,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from nanoservice.workflow.graph import to_mermaid
+from nanoservice.workflow.graph_svg import Drawing, to_svg
 from nanoservice.workflow.table import RoutingTable
 
-__all__ = ["MAX_PAYLOAD", "environment", "graph_markup", "payload_text"]
+__all__ = ["MAX_PAYLOAD", "environment", "graph_markup", "graph_svg", "payload_text"]
 
 MAX_PAYLOAD = 4000
 """Characters of a payload's JSON a page shows."""
@@ -39,15 +40,17 @@ def payload_text(value: Any, limit: int = MAX_PAYLOAD) -> str:
 
 
 def graph_markup(table: RoutingTable) -> Markup:
-    """The workflow's graph for its page.
+    """The workflow's graph for its page: the SVG ``nano graph -o x.svg`` draws (served
+    beside the page, so the page's CSP holds), and its Mermaid source to copy."""
+    return Markup(
+        '<img class="graph" src="{0}/graph.svg" alt="graph of workflow {0}">'
+        '<details><summary>Mermaid</summary><pre class="graph">{1}</pre></details>'
+    ).format(table.workflow, to_mermaid(table))
 
-    Until the SVG of ``nano graph`` lands this is the Mermaid source (what ``nano graph``
-    prints), escaped into a ``<pre>``; switching to the SVG changes only this function.
-    """
-    source = to_mermaid(table)
-    return Markup('<pre class="graph" aria-label="workflow graph (Mermaid)">{}</pre>').format(
-        source
-    )
+
+def graph_svg(table: RoutingTable) -> str:
+    """The workflow's flowchart as an SVG document."""
+    return to_svg(Drawing(table))
 
 
 def clock(stamp: float | None) -> str:

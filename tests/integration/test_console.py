@@ -164,7 +164,7 @@ async def test_every_page_and_fragment_renders_without_any_external_url(
         pages = {
             "/": ["cs_pages"],
             "/fragments/workflows": ["cs_pages"],
-            "/workflows/cs_pages": ["flowchart LR", "compute", "prepare"],
+            "/workflows/cs_pages": ["flowchart LR", "compute", 'src="cs_pages/graph.svg"'],
             "/fragments/workflows/cs_pages/steps": ["compute", "prepare"],
             "/executions": [ok_id, failed.execution],
             "/executions?workflow=cs_pages&outcome=failed&since=300": [failed.execution],
@@ -180,6 +180,9 @@ async def test_every_page_and_fragment_renders_without_any_external_url(
             no_external_url(page)
             for text in expected:
                 assert text in page, (path, text)
+        graph = await s.http.get(f"{s.url}/workflows/cs_pages/graph.svg")  # the <img> above
+        assert graph.headers["content-type"] == "image/svg+xml"
+        assert "<svg" in graph.text and ">compute<" in graph.text and ">prepare<" in graph.text
         filtered = await get_ok(s, "/executions?outcome=failed")
         assert failed.execution in filtered and ok_id not in filtered
         for asset in ("htmx.min.js", "console.js", "console.css"):
