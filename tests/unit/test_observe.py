@@ -68,7 +68,8 @@ def json_lines() -> Iterator[io.StringIO]:
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.addHandler(handler)
-    level, root.level = root.level, logging.INFO
+    level = root.level
+    root.setLevel(logging.INFO)  # not `root.level =`: loggers cache isEnabledFor
     try:
         yield out
     finally:
