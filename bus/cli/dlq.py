@@ -29,6 +29,9 @@ ExecutionArg = Annotated[
 ]
 
 
+Every = Annotated[bool, typer.Option("--all", help="Every dead letter (of --workflow).")]
+
+
 @dlq_app.command("list")
 def list_command(
     workflow: Annotated[str | None, typer.Argument(help="Workflow (default: all).")] = None,
@@ -101,9 +104,7 @@ def retry_command(
     execution: ExecutionArg = None,
     workflow: WorkflowArg = None,
     step: StepOpt = None,
-    every: Annotated[
-        bool, typer.Option("--all", help="Every dead letter (of --workflow).")
-    ] = False,
+    every: Every = False,
     same_revision: Annotated[
         bool,
         typer.Option(
@@ -136,9 +137,7 @@ def purge_command(
     execution: ExecutionArg = None,
     workflow: WorkflowArg = None,
     step: StepOpt = None,
-    every: Annotated[
-        bool, typer.Option("--all", help="Every dead letter (of --workflow).")
-    ] = False,
+    every: Every = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     nats_url: NatsUrl = None,
 ) -> None:
