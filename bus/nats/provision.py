@@ -19,7 +19,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from nanoservice import subjects
 from nanoservice.errors import NanoError
@@ -159,26 +159,34 @@ async def provision(
 
 
 async def load_tables(js: JetStreamContext) -> dict[str, RoutingTable]:
-    """Every routing table stored in the cluster, by workflow name."""
+    """Every routing table stored in the cluster, by workflow name.
+
+    The keys come from the bucket stream's per-subject counts (one request), not from
+    nats-py's ``kv.keys()``: that watcher can end before its first messages are handled
+    on a busy client and then reports an empty bucket."""
     try:
         kv = await js.key_value(TABLES)
     except BucketNotFoundError:
         return {}
-    tables: dict[str, RoutingTable] = {}
-    keys: list[str] = []
+    prefix = f"$KV.{TABLES}."
+    subjects: dict[str, int] = {}
     for attempt in range(1, KEYS_ATTEMPTS + 1):
         try:
-            keys = await kv.keys()
+            info = await js.stream_info(f"KV_{TABLES}", subjects_filter=f"{prefix}>")
+            subjects = info.state.subjects or {}
             break
-        except NoKeysError:  # an empty bucket
-            return {}
         except TimeoutError:  # a busy server: never taken for "no tables"
             if attempt == KEYS_ATTEMPTS:
                 raise NanoError(
                     f"the server did not list the routing tables ({TABLES}) in time"
                 ) from None
-    for key in keys:
-        entry = await kv.get(key)
+    tables: dict[str, RoutingTable] = {}
+    for subject in sorted(subjects):
+        key = subject.removeprefix(prefix)
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:  # deleted (a delete marker is the last message)
+            continue
         if entry.value:
             tables[key] = RoutingTable.from_json(entry.value)
     return tables

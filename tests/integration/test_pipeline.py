@@ -157,6 +157,7 @@ async def test_a_server_down_for_20_s_costs_no_node_attempt(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # up to 120 s per outcome under a loaded (parallel) run
 async def test_a_stream_leader_kill_on_a_3_server_cluster_dead_letters_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
