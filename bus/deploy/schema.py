@@ -22,12 +22,11 @@ from nanoservice.deploy.config import (
     ReplicaRange,
     Resources,
 )
-from nanoservice.workflow.docgen import fields_table
+from nanoservice.workflow.docgen import END, fields_table, replace_generated
 
 __all__ = ["BEGIN", "END", "deploy_schema", "reference_markdown", "render_deployment_doc"]
 
 BEGIN = "<!-- BEGIN GENERATED: python -m nanoservice.deploy.schema -->"
-END = "<!-- END GENERATED -->"
 MODELS: list[tuple[str, type[BaseModel]]] = [
     ("nano.yaml (top level)", DeployConfig),
     ("Group (`groups.<name>`)", GroupSpec),
@@ -56,9 +55,7 @@ def reference_markdown() -> str:
 
 def render_deployment_doc(current: str) -> str:
     """``current`` with the text between the markers replaced by the reference."""
-    head, _, rest = current.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n\n{reference_markdown()}\n{END}{tail}"
+    return replace_generated(current, BEGIN, reference_markdown())
 
 
 def main(docs: Path = Path("docs")) -> int:

@@ -34,6 +34,7 @@ __all__ = [
     "patterns_markdown",
     "reference_markdown",
     "render_workflows_doc",
+    "replace_generated",
     "workflow_schema",
 ]
 
@@ -178,11 +179,16 @@ def nodes_markdown() -> str:
     return "\n".join(parts) + "\n"
 
 
+def replace_generated(current: str, begin: str, text: str) -> str:
+    """``current`` with what lies between ``begin`` and :data:`END` replaced by ``text``."""
+    head, _, rest = current.partition(begin)
+    _, _, tail = rest.partition(END)
+    return f"{head}{begin}\n\n{text}\n{END}{tail}"
+
+
 def render_workflows_doc(current: str) -> str:
     """``current`` with the text between the markers replaced by the reference."""
-    head, _, rest = current.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n\n{reference_markdown()}\n{END}{tail}"
+    return replace_generated(current, BEGIN, reference_markdown())
 
 
 def patterns_markdown(patterns: Path) -> str:
